@@ -1,0 +1,17 @@
+"""Test-session set-up shared by the unit tests and the doctests.
+
+XLA reads XLA_FLAGS once, when jax first initialises its CPU backend, so the 8 fake CPU devices
+used by every sharding test must be requested here, before any test module imports jax.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# grain's worker processes parse absl flags on start-up; under pytest nobody else does.
+from absl import flags  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()
