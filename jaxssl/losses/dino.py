@@ -1,0 +1,173 @@
+"""DINO cross-entropy between teacher and student views, and the teacher centre update.
+
+Caron et al., "Emerging Properties in Self-Supervised Vision Transformers" (DINO, 2021),
+eq. (1)-(3): the teacher distribution is ``P_t = softmax((g_t - c) / tau_t)`` (centred, sharpened,
+constant), the student distribution is ``P_s = softmax(g_s / tau_s)``, and the loss is the
+cross-entropy ``H(P_t, P_s) = -sum_k P_t log P_s`` averaged over every (teacher view, student view)
+pair of different views and over the batch. The centre follows eq. (4):
+``c <- m c + (1 - m) mean(g_t)``.
+
+Layouts follow shared/API.md: views first, ``[V, B, K]``; student view ``i < T`` is the same crop as
+teacher view ``i``, so those pairs are skipped.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxssl.losses import _checks
+
+
+def _require_positive_scalar(name: str, value) -> None:
+    """Checks a temperature unless it is traced (a scheduled value inside ``jit``)."""
+    if not isinstance(value, jax.core.Tracer):
+        _checks.require_positive(name, float(value))
+
+
+def _require_momentum(value) -> None:
+    """Checks ``momentum`` lies in [0, 1] unless it is traced (a scheduled value inside ``jit``)."""
+    if not isinstance(value, jax.core.Tracer):
+        _checks.require_in_range("momentum", float(value), 0.0, 1.0)
+
+
+def teacher_probs(teacher_logits: jax.Array, center: jax.Array, teacher_temp) -> jax.Array:
+    """DINO teacher targets ``softmax((t - c) / tau_t)`` (eq. (1), centred) in float32, constant."""
+    t = jax.lax.stop_gradient(jnp.asarray(teacher_logits, jnp.float32))
+    c = jax.lax.stop_gradient(jnp.asarray(center, jnp.float32))
+    return jax.nn.softmax((t - c) / teacher_temp, axis=-1)
+
+
+def student_log_probs(student_logits: jax.Array, student_temp) -> jax.Array:
+    """DINO eq. (1) student log-probabilities ``log_softmax(s / tau_s)`` in float32."""
+    s = jnp.asarray(student_logits, jnp.float32)
+    return jax.nn.log_softmax(s / student_temp, axis=-1)
+
+
+def global_batch_sum_and_count(
+    per_example: jax.Array, batch_size: int, axis_name: str | None
+) -> tuple[jax.Array, jax.Array]:
+    """Sum of ``per_example`` and the batch size, both summed over ``axis_name`` when given.
+
+    Reducing the sum and the count separately makes the mean the concatenated-batch mean even
+    when devices hold different batch sizes.
+    """
+    total = jnp.sum(per_example)
+    count = jnp.asarray(batch_size, jnp.float32)
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
+        count = jax.lax.psum(count, axis_name)
+    return total, count
+
+
+def dino_loss(
+    student_logits: jax.Array,
+    teacher_logits: jax.Array,
+    center: jax.Array,
+    *,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+    axis_name: str | None = None,
+) -> jax.Array:
+    """DINO cross-entropy (Caron et al. 2021, eq. (1)-(3)) averaged over view pairs and the batch.
+
+    ``loss = 1 / (T (S - 1)) sum_{t < T} sum_{s != t} mean_b H(q_{t,b}, p_{s,b})`` with
+    ``q = softmax((teacher - center) / teacher_temp)`` (constant: stop-gradient on the teacher
+    logits and the centre) and ``p = softmax(student / student_temp)``. Student view ``i < T`` is
+    the same crop as teacher view ``i``; that pair is skipped.
+
+    Instead of forming the ``T (S - 1)`` pairs, the sum over student views uses
+    ``sum_{s != t} H(q_t, p_s) = -<q_t, sum_s log p_s - log p_t>``, so the cost is one pass over the
+    ``[S, B, K]`` log-probabilities plus one inner product per teacher view.
+
+    Args:
+      student_logits: ``[S, B, K]`` student head outputs for all views (globals first).
+      teacher_logits: ``[T, B, K]`` teacher head outputs for the global views, ``T <= S``.
+      center: ``[K]`` teacher centre.
+      student_temp: student temperature ``tau_s`` > 0.
+      teacher_temp: teacher temperature ``tau_t`` > 0 (may be a traced scheduled value).
+      axis_name: mapped axis over which the batch is sharded (inside ``jax.shard_map``); the batch
+        mean is then global and every device returns the same loss.
+
+    Returns:
+      float32 scalar loss.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> s = jnp.array([[[2.0, 0.0]], [[0.0, 2.0]], [[1.0, 1.0]]])  # S=3, B=1, K=2
+      >>> t = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]])  # T=2
+      >>> print(round(float(dino_loss(s, t, jnp.zeros(2), student_temp=1.0, teacher_temp=1.0)), 4))
+      1.1411
+    """
+    _checks.require_rank("student_logits", student_logits, 3, "[S, B, K]")
+    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
+    _checks.require_rank("center", center, 1, "[K]")
+    _checks.require_same_dims(
+        ("student_logits", "teacher_logits"), (student_logits, teacher_logits), (1, 1),
+        "batch size B (axis 1)",
+    )
+    _checks.require_same_dims(
+        ("student_logits", "teacher_logits", "center"),
+        (student_logits, teacher_logits, center), (2, 2, 0), "number of prototypes K",
+    )
+    num_teacher = jnp.shape(teacher_logits)[0]
+    _checks.require_min_views("teacher_logits", teacher_logits, 1)
+    # S >= T so student view i < T exists for every teacher view, and S >= 2 so a pair exists.
+    _checks.require_min_views("student_logits", student_logits, max(num_teacher, 2))
+    _require_positive_scalar("student_temp", student_temp)
+    _require_positive_scalar("teacher_temp", teacher_temp)
+
+    num_student, batch = jnp.shape(student_logits)[:2]
+    q = teacher_probs(teacher_logits, center, teacher_temp)  # [T, B, K]
+    log_p = student_log_probs(student_logits, student_temp)  # [S, B, K]
+    # Sum over s != t of log p_s: all student views minus the matching crop t.
+    other_views = jnp.sum(log_p, axis=0)[None] - log_p[:num_teacher]  # [T, B, K]
+    cross_entropy = -jnp.sum(q * other_views, axis=-1)  # [T, B], summed over s != t
+    per_example = jnp.sum(cross_entropy, axis=0)  # [B]
+    total, count = global_batch_sum_and_count(per_example, batch, axis_name)
+    num_pairs = num_teacher * (num_student - 1)
+    return total / (count * num_pairs)
+
+
+def update_center(
+    center: jax.Array,
+    teacher_logits: jax.Array,
+    *,
+    momentum: float = 0.9,
+    axis_name: str | None = None,
+) -> jax.Array:
+    """DINO centre EMA (Caron et al. 2021, eq. (4)): ``c <- m c + (1 - m) mean_{t,b} g_t``.
+
+    The mean runs over the teacher views and the (global, with ``axis_name``) batch. Call it after
+    the loss of the same step. No gradient flows through it.
+
+    Args:
+      center: ``[K]`` current centre.
+      teacher_logits: ``[T, B, K]`` teacher head outputs.
+      momentum: EMA momentum ``m`` in [0, 1].
+      axis_name: mapped axis over which the batch is sharded, for a global mean.
+
+    Returns:
+      float32 ``[K]`` updated centre.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> t = jnp.array([[[1.0, 3.0]], [[3.0, 5.0]]])  # T=2, B=1, K=2
+      >>> print(update_center(jnp.zeros(2), t, momentum=0.5))
+      [1. 2.]
+    """
+    _checks.require_rank("center", center, 1, "[K]")
+    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
+    _checks.require_same_dims(
+        ("teacher_logits", "center"), (teacher_logits, center), (2, 0), "number of prototypes K"
+    )
+    _require_momentum(momentum)
+    num_teacher, batch = jnp.shape(teacher_logits)[:2]
+    t = jax.lax.stop_gradient(jnp.asarray(teacher_logits, jnp.float32))
+    total = jnp.sum(t, axis=(0, 1))  # [K]
+    count = jnp.asarray(num_teacher * batch, jnp.float32)
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
+        count = jax.lax.psum(count, axis_name)
+    c = jax.lax.stop_gradient(jnp.asarray(center, jnp.float32))
+    return momentum * c + (1.0 - momentum) * (total / count)
