@@ -1,0 +1,189 @@
+"""CARP: consistent assignment of views over random partitions (Silva & Ramirez Rivera, 2023).
+
+Each step the K prototypes are cut into random blocks of N_B; the softmax is taken within each
+block (no temperature anywhere), and the student is asked to put the same mass on the same
+prototype as the EMA teacher's view of a DIFFERENT crop, block by block. A KL-to-uniform term on
+the mean block distribution keeps every prototype in use. Maths: shared/METHODS.md section 4.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import jax
+import jax.numpy as jnp
+
+from jaxssl.losses import _checks
+
+
+def _global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
+    """Sums ``x`` over the devices of ``axis_name`` so batch means are global."""
+    return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
+def _static_int(name: str, value) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a Python int (it fixes a shape), got {value!r}."
+        ) from None
+
+
+def random_partition(key: jax.Array, num_prototypes: int, block_size: int) -> jax.Array:
+    """Draws a uniformly random partition of the prototype indices into equal blocks.
+
+    A uniformly random permutation of ``range(num_prototypes)`` is cut into consecutive blocks of
+    ``block_size``. Draw it from a key that is the same on every device (e.g. folded from the
+    replicated step key) so student, teacher and all devices share one partition per step.
+
+    Args:
+      key: a ``jax.random`` key.
+      num_prototypes: K.
+      block_size: N_B; must divide K.
+
+    Returns:
+      int32 ``[num_prototypes // block_size, block_size]``.
+
+    >>> import jax
+    >>> partition = random_partition(jax.random.key(0), 8, 4)
+    >>> print(partition.shape, partition.dtype, sorted(partition.reshape(-1).tolist()))
+    (2, 4) int32 [0, 1, 2, 3, 4, 5, 6, 7]
+    """
+    num_prototypes = _static_int("num_prototypes", num_prototypes)
+    block_size = _static_int("block_size", block_size)
+    _checks.require_positive("num_prototypes", num_prototypes)
+    _checks.require_positive("block_size", block_size)
+    if num_prototypes % block_size:
+        raise ValueError(
+            f"block_size={block_size} must divide num_prototypes={num_prototypes} "
+            f"(remainder {num_prototypes % block_size})."
+        )
+    permutation = jax.random.permutation(key, num_prototypes).astype(jnp.int32)
+    return permutation.reshape(num_prototypes // block_size, block_size)
+
+
+def carp_loss(
+    student_logits: jax.Array,
+    teacher_logits: jax.Array,
+    partition: jax.Array,
+    *,
+    entropy_weight: float = 1.0,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """CARP loss: block-wise view consistency plus a uniformity (KL-to-uniform) term.
+
+    With p_{i,b,n} = softmax over block n of student view i and q_{j,b,n} the same for teacher
+    view j (stop-gradient), the consistency term is
+
+        L_c = mean_{(i, j), i != j} mean_b mean_n  -log clip(<p_{i,b,n}, q_{j,b,n}>, eps, 1 - eps)
+
+    with eps the float32 machine epsilon; student view i < T is the same crop as teacher view i,
+    so there are T (S - 1) pairs (14 for S = 8, T = 2). The uniformity term is
+
+        L_e = mean_n KL(p_bar_n || U(N_B)) = mean_n [log N_B + sum_k p_bar_nk log p_bar_nk],
+
+    where p_bar_n averages the block-n distributions over ALL student and teacher views and the
+    (global) batch, the teacher part without gradient. The loss is L_c + entropy_weight * L_e.
+
+    The pair inner products are one contraction over the prototypes of a block, so only
+    ``[S, T, B, K / N_B]`` scalars are formed, never an ``[S, T, B, K]`` product.
+
+    Args:
+      student_logits: ``[S, B, K]`` student prototype logits (no temperature is applied).
+      teacher_logits: ``[T, B, K]`` teacher prototype logits, T <= S (stop-gradient).
+      partition: integer ``[K / N_B, N_B]`` permutation of ``range(K)`` cut into blocks (see
+        :func:`random_partition`). That it is a permutation is not checked (it is a traced value).
+      entropy_weight: lambda_e (may be a traced schedule).
+      axis_name: mapped batch axis (inside ``jax.shard_map``); every batch mean is global.
+
+    Returns:
+      ``(loss, aux)`` with float32 scalars: ``consistency`` (L_c), ``entropy`` (L_e),
+      ``agreement`` (fraction of (same-crop view i < T, sample, block) where the student's and
+      the teacher's arg-max within the block coincide), ``cross_view_agreement`` (the same over
+      the consistency pairs i != j) and ``mean_max_prob`` (the teacher's mean largest block
+      probability, 1 / N_B when uniform and 1 when one-hot).
+
+    >>> import jax, jax.numpy as jnp
+    >>> partition = random_partition(jax.random.key(0), 8, 4)
+    >>> uniform = jnp.zeros((3, 2, 8))  # every block distribution is uniform
+    >>> loss, aux = carp_loss(uniform, uniform[:2], partition)
+    >>> print(round(float(aux["consistency"]), 4), round(float(aux["entropy"]), 4))  # log 4, 0
+    1.3863 0.0
+    """
+    _checks.require_rank("student_logits", student_logits, 3, "[S, B, K]")
+    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
+    _checks.require_rank("partition", partition, 2, "[K / N_B, N_B]")
+    names = ("student_logits", "teacher_logits")
+    arrays = (student_logits, teacher_logits)
+    _checks.require_same_dims(names, arrays, (1, 1), "The batch size B (axis 1)")
+    _checks.require_same_dims(names, arrays, (2, 2), "The number of prototypes K (axis 2)")
+    num_teacher, batch, num_prototypes = jnp.shape(teacher_logits)
+    num_student = jnp.shape(student_logits)[0]
+    _checks.require_min_views("teacher_logits", teacher_logits, 1)
+    _checks.require_min_views("student_logits", student_logits, max(num_teacher, 2))
+    num_blocks, block_size = jnp.shape(partition)
+    if num_blocks * block_size != num_prototypes:
+        raise ValueError(
+            f"partition must cover the K={num_prototypes} prototypes of student_logits and "
+            f"teacher_logits exactly once ([K / N_B, N_B] blocks), got shape "
+            f"{(num_blocks, block_size)}."
+        )
+    if not jnp.issubdtype(jnp.result_type(partition), jnp.integer):
+        raise ValueError(
+            f"partition must hold integer indices, got dtype {jnp.result_type(partition)}."
+        )
+    if not isinstance(entropy_weight, jax.core.Tracer):
+        _checks.require_in_range("entropy_weight", entropy_weight, 0.0, float("inf"))
+
+    def block_log_probs(logits: jax.Array) -> jax.Array:
+        # [V, B, K] -> [V, B, NB, N_B]: gather every block's prototypes, softmax within the block.
+        blocks = jnp.take(jnp.asarray(logits, jnp.float32), partition.reshape(-1), axis=-1)
+        blocks = blocks.reshape(logits.shape[0], batch, num_blocks, block_size)
+        return jax.nn.log_softmax(blocks, axis=-1)
+
+    log_p = block_log_probs(student_logits)
+    p = jnp.exp(log_p)
+    log_q = block_log_probs(jax.lax.stop_gradient(teacher_logits))
+    q = jnp.exp(log_q)
+
+    # Consistency: <p_{i,b,n}, q_{j,b,n}> for every (student i, teacher j, sample, block), as a
+    # batched contraction over the N_B prototypes of a block.
+    overlap = jnp.einsum("sbnk,tbnk->stbn", p, q, precision=jax.lax.Precision.HIGHEST)
+    eps = jnp.finfo(jnp.float32).eps
+    pair_loss = -jnp.log(jnp.clip(overlap, eps, 1.0 - eps))
+    # Student view i < T is teacher view i's crop: those pairs are excluded.
+    cross_view = jnp.arange(num_student)[:, None] != jnp.arange(num_teacher)[None, :]
+    num_pairs = num_teacher * (num_student - 1)
+    global_batch = _global_sum(jnp.float32(batch), axis_name)
+    consistency_sum = jnp.sum(jnp.where(cross_view[:, :, None, None], pair_loss, 0.0))
+    consistency = _global_sum(consistency_sum, axis_name) / (num_pairs * global_batch * num_blocks)
+
+    # Uniformity: KL(p_bar_n || U(N_B)) with p_bar_n over all views and the global batch.
+    block_mass = jnp.sum(p, axis=(0, 1)) + jnp.sum(q, axis=(0, 1))
+    p_bar = _global_sum(block_mass, axis_name) / ((num_student + num_teacher) * global_batch)
+    # p log p -> 0 as p -> 0; the log's argument is replaced by 1 where p_bar = 0 so neither the
+    # value nor the gradient of the unselected branch is NaN.
+    positive = p_bar > 0
+    p_log_p = jnp.where(positive, p_bar * jnp.log(jnp.where(positive, p_bar, 1.0)), 0.0)
+    entropy = jnp.mean(jnp.log(jnp.float32(block_size)) + jnp.sum(p_log_p, axis=-1))
+
+    loss = consistency + entropy_weight * entropy
+
+    student_labels = jnp.argmax(log_p, axis=-1)  # [S, B, NB]
+    teacher_labels = jnp.argmax(log_q, axis=-1)  # [T, B, NB]
+    matches = student_labels[:, None] == teacher_labels[None, :]  # [S, T, B, NB]
+    same_crop = jnp.eye(num_student, num_teacher, dtype=bool)[:, :, None, None]
+    cells = global_batch * num_blocks
+    aux = {
+        "consistency": consistency,
+        "entropy": entropy,
+        "agreement": _global_sum(jnp.sum((matches & same_crop).astype(jnp.float32)), axis_name)
+        / (num_teacher * cells),
+        "cross_view_agreement": _global_sum(
+            jnp.sum((matches & ~same_crop).astype(jnp.float32)), axis_name
+        ) / (num_pairs * cells),
+        "mean_max_prob": _global_sum(jnp.sum(jnp.max(q, axis=-1)), axis_name)
+        / (num_teacher * cells),
+    }
+    return loss, aux
