@@ -1,1 +1,53 @@
-"""jaxssl.models."""
+"""jaxssl.models: ResNet and ViT backbones, SSL heads, prototype layers and registries.
+
+Prototype / centroid parameters of every head live at ``params["prototypes"]["kernel"]`` [K, D];
+read them with :func:`get_prototypes`.
+"""
+
+from jaxssl.models.heads import (
+    MLP,
+    CARPHead,
+    CentroidLayer,
+    DINOHead,
+    ExCBPredictor,
+    ExCBProjector,
+    MSNHead,
+)
+from jaxssl.models.prototypes import (
+    PrototypeMatrix,
+    WeightNormPrototypes,
+    get_prototypes,
+    l2_normalize,
+)
+from jaxssl.models.registry import BACKBONES, HEADS, create_backbone, create_head
+from jaxssl.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50, resnet_tiny
+from jaxssl.models.vit import VisionTransformer, vit_base, vit_nano, vit_small, vit_tiny
+
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "MLP",
+    "BasicBlock",
+    "Bottleneck",
+    "CARPHead",
+    "CentroidLayer",
+    "DINOHead",
+    "ExCBPredictor",
+    "ExCBProjector",
+    "MSNHead",
+    "PrototypeMatrix",
+    "ResNet",
+    "VisionTransformer",
+    "WeightNormPrototypes",
+    "create_backbone",
+    "create_head",
+    "get_prototypes",
+    "l2_normalize",
+    "resnet18",
+    "resnet50",
+    "resnet_tiny",
+    "vit_base",
+    "vit_nano",
+    "vit_small",
+    "vit_tiny",
+]

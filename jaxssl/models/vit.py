@@ -1,0 +1,326 @@
+"""Vision Transformer backbone (pre-norm, CLS token) with MSN patch dropping and iBOT masking.
+
+Parameter paths follow timm / DINO's ``VisionTransformer`` names (Flax ``a/b`` -> torch ``a.b``):
+``patch_embed_proj/kernel`` [p, p, 3, D] (torch ``patch_embed.proj.weight`` [D, 3, p, p]),
+``cls_token`` [1, 1, D], ``pos_embed`` [1, 1 + N, D], ``mask_token`` [1, 1, D] (iBOT),
+``blocks_{i}/norm1``, ``blocks_{i}/attn/qkv``, ``blocks_{i}/attn/proj``, ``blocks_{i}/norm2``,
+``blocks_{i}/mlp/fc1``, ``blocks_{i}/mlp/fc2`` (torch ``blocks.{i}...``; Dense kernels are the
+transposed torch weights; LayerNorm ``scale`` is torch ``weight``), and ``norm``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# timm / DINO initialise linear layers and the position embedding with trunc_normal(std=0.02).
+_TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)
+
+
+def _layer_norm(module: nn.Module, name: str) -> nn.LayerNorm:
+    # eps 1e-6 as in timm's ViT; computed in float32 even when the model runs in bfloat16.
+    return nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32, param_dtype=module.param_dtype, name=name)
+
+
+def _dense(module: nn.Module, features: int, name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        kernel_init=_TRUNC_NORMAL,
+        bias_init=nn.initializers.zeros,
+        dtype=module.dtype,
+        param_dtype=module.param_dtype,
+        name=name,
+    )
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample with probability ``rate``.
+
+    Survivors are scaled by 1 / (1 - rate) so the expectation is unchanged. Needs a ``"dropout"``
+    rng when ``train`` and ``rate > 0``; identity otherwise.
+
+    >>> import jax, jax.numpy as jnp
+    >>> DropPath(rate=0.5).apply({}, jnp.ones((2, 3)), train=False).tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+
+    rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        if not train or self.rate == 0.0:
+            return x
+        keep_prob = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        keep = jax.random.bernoulli(self.make_rng("dropout"), keep_prob, shape)
+        return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: fused qkv projection (with bias), then an output projection."""
+
+    num_heads: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, n, d = x.shape
+        if d % self.num_heads:
+            raise ValueError(
+                f"Attention: embed dim {d} not divisible by num_heads {self.num_heads}"
+            )
+        head_dim = d // self.num_heads
+        qkv = _dense(self, 3 * d, "qkv")(x).reshape(b, n, 3, self.num_heads, head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, H, hd]
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q * head_dim**-0.5, k)
+        # Softmax in float32: bf16 logits lose the small differences that set the attention weights.
+        attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", attn, v).reshape(b, n, d)
+        return _dense(self, d, "proj")(out)
+
+
+class Mlp(nn.Module):
+    """Transformer MLP: fc1 (hidden) -> exact GELU -> fc2."""
+
+    hidden_dim: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        d = x.shape[-1]
+        x = nn.gelu(_dense(self, self.hidden_dim, "fc1")(x), approximate=False)
+        return _dense(self, d, "fc2")(x)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    num_heads: int
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        d = x.shape[-1]
+        y = Attention(self.num_heads, self.dtype, self.param_dtype, name="attn")(
+            _layer_norm(self, "norm1")(x)
+        )
+        x = x + DropPath(self.drop_path, name="drop_path1")(y, train=train).astype(x.dtype)
+        y = Mlp(int(d * self.mlp_ratio), self.dtype, self.param_dtype, name="mlp")(
+            _layer_norm(self, "norm2")(x)
+        )
+        return x + DropPath(self.drop_path, name="drop_path2")(y, train=train).astype(x.dtype)
+
+
+class VisionTransformer(nn.Module):
+    """ViT backbone returning the final-norm CLS feature [B, D] (optionally the patch tokens too).
+
+    Attributes:
+      patch_size: p; the input height and width must be multiples of p.
+      embed_dim, depth, num_heads, mlp_ratio: transformer sizes (D, blocks, heads, MLP ratio).
+      img_size: the image size the position embedding is laid out for ((img_size / p)^2 patches);
+        other input sizes interpolate it bicubically on the patch grid (96 px locals, 224 config).
+      drop_path_rate: stochastic-depth rate of the last block; block i uses
+        ``rate * i / (depth - 1)``. Needs a ``"dropout"`` rng when ``train`` and rate > 0.
+      use_mask_token: create the learnable iBOT ``mask_token`` [1, 1, D] (zeros init). Without it
+        the parameter count equals timm's; passing ``mask`` then raises ValueError.
+      dtype / param_dtype: compute and storage dtypes; LayerNorm and softmax run in float32.
+
+    Call: ``__call__(x, *, train=False, keep_indices=None, mask=None, return_patch_tokens=False)``
+      x: float [B, H, W, C] images.
+      keep_indices: int [n_keep] or [B, n_keep] -- MSN patch dropping: only these patch tokens are
+        kept (after the position embedding is added, so each kept token keeps its position); the
+        CLS token is always kept.
+      mask: bool [B, N] -- iBOT masking: masked patch embeddings are replaced by ``mask_token``
+        before the position embedding is added.
+      return_patch_tokens: also return the final-norm patch tokens [B, N', D] (N' = n_keep when
+        dropping, else N).
+    Returns float32 CLS features [B, D], or ``(cls, patch_tokens)``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> vit = VisionTransformer(patch_size=4, embed_dim=16, depth=1, num_heads=2, img_size=8)
+    >>> vit.num_features
+    16
+    >>> variables = vit.init(jax.random.key(0), jnp.ones((1, 8, 8, 3)))
+    >>> cls, patches = vit.apply(variables, jnp.ones((2, 12, 12, 3)), return_patch_tokens=True)
+    >>> cls.shape, patches.shape
+    ((2, 16), (2, 9, 16))
+    """
+
+    patch_size: int = 16
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    img_size: int = 224
+    drop_path_rate: float = 0.0
+    use_mask_token: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @property
+    def num_features(self) -> int:
+        """Dimension of the CLS output."""
+        return self.embed_dim
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the patch grid the position embedding is stored for."""
+        return self.img_size // self.patch_size
+
+    def _pos_embed(self, h: int, w: int) -> tuple[jax.Array, jax.Array]:
+        """Returns (cls_pos [1, 1, D], patch_pos [1, h * w, D]) for an h x w patch grid."""
+        g = self.grid_size
+        pos = self.param(
+            "pos_embed", _TRUNC_NORMAL, (1, 1 + g * g, self.embed_dim), self.param_dtype
+        ).astype(jnp.float32)
+        cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
+        if (h, w) != (g, g):
+            # Bicubic resize of the learned grid (as DINO's interpolate_pos_encoding), in float32.
+            grid = patch_pos.reshape(1, g, g, self.embed_dim)
+            grid = jax.image.resize(grid, (1, h, w, self.embed_dim), method="bicubic")
+            patch_pos = grid.reshape(1, h * w, self.embed_dim)
+        return cls_pos, patch_pos
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        keep_indices: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        return_patch_tokens: bool = False,
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        if x.ndim != 4:
+            raise ValueError(f"VisionTransformer: x must be [B, H, W, C], got shape {x.shape}")
+        b, height, width, _ = x.shape
+        p = self.patch_size
+        if height % p or width % p:
+            raise ValueError(
+                f"VisionTransformer: image size {height}x{width} is not a multiple of "
+                f"patch_size {p}"
+            )
+        h, w = height // p, width // p
+        n = h * w
+
+        # Patch embedding: a p x p stride-p convolution == a linear map of each flattened patch.
+        tokens = nn.Conv(
+            self.embed_dim,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="patch_embed_proj",
+        )(x.astype(self.dtype))
+        tokens = tokens.reshape(b, n, self.embed_dim)
+
+        if self.use_mask_token:
+            mask_token = self.param(
+                "mask_token", nn.initializers.zeros, (1, 1, self.embed_dim), self.param_dtype
+            )
+        if mask is not None:
+            if not self.use_mask_token:
+                raise ValueError("VisionTransformer: mask given but use_mask_token=False")
+            if mask.shape != (b, n):
+                raise ValueError(
+                    f"VisionTransformer: mask must have shape (B, N) = {(b, n)}, got {mask.shape}"
+                )
+            # iBOT: masked patches lose their content before positions are added.
+            tokens = jnp.where(mask[..., None], mask_token.astype(tokens.dtype), tokens)
+
+        cls_pos, patch_pos = self._pos_embed(h, w)
+        tokens = tokens + patch_pos.astype(tokens.dtype)
+
+        if keep_indices is not None:
+            keep_indices = jnp.asarray(keep_indices)
+            if keep_indices.ndim == 1:
+                tokens = jnp.take(tokens, keep_indices, axis=1)
+            elif keep_indices.ndim == 2 and keep_indices.shape[0] == b:
+                tokens = jnp.take_along_axis(tokens, keep_indices[..., None], axis=1)
+            else:
+                raise ValueError(
+                    "VisionTransformer: keep_indices must be [n_keep] or [B, n_keep] with "
+                    f"B = {b}, got shape {keep_indices.shape}"
+                )
+
+        cls = self.param("cls_token", _TRUNC_NORMAL, (1, 1, self.embed_dim), self.param_dtype)
+        cls = (cls.astype(jnp.float32) + cls_pos).astype(tokens.dtype)
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self.embed_dim)), tokens], axis=1)
+
+        for i in range(self.depth):
+            rate = self.drop_path_rate * i / max(self.depth - 1, 1)
+            x = Block(
+                self.num_heads,
+                self.mlp_ratio,
+                rate,
+                self.dtype,
+                self.param_dtype,
+                name=f"blocks_{i}",
+            )(x, train=train)
+        x = _layer_norm(self, "norm")(x)  # float32 output
+        if return_patch_tokens:
+            return x[:, 0], x[:, 1:]
+        return x[:, 0]
+
+
+def vit_tiny(patch_size: int = 16, **overrides: Any) -> VisionTransformer:
+    """ViT-Tiny: D = 192, depth 12, 3 heads.
+
+    >>> vit_tiny().num_features
+    192
+    """
+    return VisionTransformer(
+        **{"patch_size": patch_size, "embed_dim": 192, "depth": 12, "num_heads": 3, **overrides}
+    )
+
+
+def vit_small(patch_size: int = 16, **overrides: Any) -> VisionTransformer:
+    """ViT-Small: D = 384, depth 12, 6 heads.
+
+    >>> vit_small(patch_size=8).num_features
+    384
+    """
+    return VisionTransformer(
+        **{"patch_size": patch_size, "embed_dim": 384, "depth": 12, "num_heads": 6, **overrides}
+    )
+
+
+def vit_base(patch_size: int = 16, **overrides: Any) -> VisionTransformer:
+    """ViT-Base: D = 768, depth 12, 12 heads.
+
+    >>> vit_base().num_features
+    768
+    """
+    return VisionTransformer(
+        **{"patch_size": patch_size, "embed_dim": 768, "depth": 12, "num_heads": 12, **overrides}
+    )
+
+
+def vit_nano(patch_size: int = 4, **overrides: Any) -> VisionTransformer:
+    """Matmul-bound CPU ViT for Fashion-MNIST: D = 128, depth 6, 4 heads, patch 4, 28 px.
+
+    28 px / patch 4 gives a 7 x 7 grid (49 tokens + CLS). Smaller local crops must be a multiple of
+    the patch size (e.g. 12 or 16 px: a 3 x 3 or 4 x 4 grid, position embedding interpolated).
+
+    >>> vit_nano().num_features, vit_nano().grid_size
+    (128, 7)
+    """
+    return VisionTransformer(
+        **{
+            "patch_size": patch_size,
+            "embed_dim": 128,
+            "depth": 6,
+            "num_heads": 4,
+            "img_size": 28,
+            **overrides,
+        }
+    )
