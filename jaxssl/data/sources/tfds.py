@@ -1,0 +1,153 @@
+"""Any TFDS dataset prepared as ArrayRecord, read through ``tfds.data_source`` without TensorFlow.
+
+``tfds.data_source`` parses each record with tfds' own protobuf copy; we ask it not to decode
+features (``DESERIALIZE_NO_DECODE``) and decode the encoded image bytes with PIL ourselves. That
+avoids TensorFlow and OpenCV, always yields uint8 RGB [H, W, 3], and lets a corrupt image take the
+same skip-and-count path as the folder source (the next readable index is used instead; see
+``jaxssl.data.sources.folder``). The dataset must already be prepared in ``data_dir`` with
+``file_format=array_record`` (preparing needs TensorFlow; reading does not).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from jaxssl.data.sources.folder import CorruptImageError
+
+
+def decode_image_bytes(data, *, name: str) -> np.ndarray:
+    """PNG/JPEG bytes (or an already-decoded array) -> uint8 RGB [H, W, 3]."""
+    if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim in (2, 3):
+        array = data if data.ndim == 3 else data[..., None]
+        return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise CorruptImageError(f"cannot decode image {name}: {err}") from err
+
+
+def _open(name: str, split: str, data_dir: str | None):
+    import tensorflow_datasets as tfds  # Imported lazily: tfds is slow to import.
+
+    return tfds.data_source(
+        name,
+        split=split,
+        data_dir=data_dir,
+        download=False,
+        deserialize_method=tfds.decode.DeserializeMethod.DESERIALIZE_NO_DECODE,
+    )
+
+
+class TfdsSource:
+    """Random-access source over a prepared TFDS dataset: ``{"image": uint8 [H,W,3], "label"}``.
+
+    Args:
+      name: TFDS name, e.g. ``"imagenet2012"`` or ``"cifar10:3.0.2"``.
+      split: TFDS split; ``"test"`` falls back to ``"validation"`` when the dataset has no test
+        split (ImageNet's test split is unlabelled, so its validation split is the evaluation set).
+      data_dir: TFDS data directory (default: tfds' own default, ``$TFDS_DATA_DIR``).
+      image_key / label_key: feature names.
+      skip_corrupt: replace an undecodable image by the next readable index (warn + count).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        *,
+        data_dir: str | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+        skip_corrupt: bool = True,
+    ):
+        self.name, self.data_dir = name, data_dir
+        self.image_key, self.label_key, self.skip_corrupt = image_key, label_key, skip_corrupt
+        try:
+            import tensorflow_datasets as tfds
+
+            builder = tfds.builder(name, data_dir=data_dir)
+            splits = set(builder.info.splits.keys())
+        except Exception as err:  # tfds raises several types (DatasetNotFoundError, Assertion).
+            raise FileNotFoundError(
+                f"TFDS dataset {name!r} is not available in data_dir={data_dir!r} ({err}). Fix: "
+                "prepare it as ArrayRecord (`tfds build NAME --file_format=array_record`, which "
+                "needs TensorFlow, on any machine) and point data_dir or TFDS_DATA_DIR at it."
+            ) from err
+        if split == "test" and "test" not in splits and "validation" in splits:
+            split = "validation"
+        if split not in splits:
+            raise ValueError(f"TFDS dataset {name!r} has splits {sorted(splits)}, not {split!r}.")
+        self.split = split
+        features = builder.info.features
+        for key in (image_key, label_key):
+            if key not in features:
+                raise ValueError(
+                    f"TFDS dataset {name!r} has features {list(features.keys())}; no {key!r}."
+                )
+        label_feature = features[label_key]
+        self.num_classes = int(getattr(label_feature, "num_classes", 0) or 0)
+        self._source = _open(name, split, data_dir)
+        self._length = len(self._source)
+        self._labels: np.ndarray | None = None
+        self.corrupt_indices: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def num_corrupt(self) -> int:
+        return len(self.corrupt_indices)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """All labels (read once on first use; parses every record, so it is slow for ImageNet)."""
+        if self._labels is None:
+            self._labels = np.array(
+                [int(self._record(i)[self.label_key]) for i in range(self._length)], np.int64
+            )
+        return self._labels
+
+    def _record(self, index: int) -> dict:
+        if self._source is None:  # Re-opened lazily after unpickling.
+            self._source = _open(self.name, self.split, self.data_dir)
+        return self._source[index]
+
+    def __getitem__(self, index: int) -> dict:
+        n = self._length
+        for offset in range(n):
+            i = (index + offset) % n
+            record = self._record(i)
+            try:
+                image = decode_image_bytes(record[self.image_key], name=f"{self.name}[{i}]")
+            except CorruptImageError as err:
+                if not self.skip_corrupt:
+                    raise
+                with self._lock:
+                    first_time = i not in self.corrupt_indices
+                    self.corrupt_indices.add(i)
+                if first_time:
+                    warnings.warn(f"{err}; skipped (using the next readable index).", stacklevel=2)
+                continue
+            return {"image": image, "label": int(record[self.label_key])}
+        raise CorruptImageError(f"no readable image in TFDS {self.name}/{self.split}.")
+
+    # The ArrayRecord readers and the lock do not pickle; they are re-created on demand.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_source"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TfdsSource({self.name!r}, {self.split!r}, n={len(self)})"
