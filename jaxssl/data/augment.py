@@ -330,7 +330,11 @@ def gaussian_blur(image: jax.Array, sigma: jax.Array | float, kernel_size: int) 
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size}")
     w = gaussian_kernel_1d(sigma, kernel_size).astype(image.dtype)
-    return _blur_axis(_blur_axis(image, w, image.ndim - 3), w, image.ndim - 2)
+    # Channels-first while blurring: with C = 3 innermost the shifted slices vectorise poorly on
+    # CPU (measured ~2x slower than [..., C, H, W]).
+    planes = jnp.moveaxis(image, -1, -3)
+    planes = _blur_axis(_blur_axis(planes, w, planes.ndim - 2), w, planes.ndim - 1)
+    return jnp.moveaxis(planes, -3, -1)
 
 
 def solarize(image: jax.Array, threshold: float = 0.5) -> jax.Array:
