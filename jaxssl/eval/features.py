@@ -12,8 +12,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 EmbedFn = Callable[[jax.Array], jax.Array]
 
 
-def _place(image: np.ndarray, mesh: Mesh | None) -> jax.Array:
-    """Puts one batch on the devices: batch rows split over the mesh's "data" axis."""
+def put_on_mesh(image: np.ndarray, mesh: Mesh | None) -> jax.Array:
+    """Puts one batch on the devices: rows split over the mesh's "data" axis (or default device).
+
+    >>> put_on_mesh(np.zeros((2, 3), np.uint8), None).shape
+    (2, 3)
+    """
     if mesh is None:
         return jax.numpy.asarray(image)
     if "data" not in mesh.axis_names:
@@ -76,7 +80,7 @@ def extract_features(
             )
         if valid is not None and not valid.any():
             continue  # A fully padded batch still has the fixed shape; nothing to keep.
-        feats = np.asarray(jax.device_get(embed_fn(_place(image, mesh))), np.float32)
+        feats = np.asarray(jax.device_get(embed_fn(put_on_mesh(image, mesh))), np.float32)
         if feats.ndim != 2 or feats.shape[0] != image.shape[0]:
             raise ValueError(
                 f"batch {i}: embed_fn must return features [B, D] with B = {image.shape[0]}; "
