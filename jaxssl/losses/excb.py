@@ -32,9 +32,10 @@ def _global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
 def _relative_sizes(cluster_sizes: jax.Array) -> jax.Array:
     """r_k = K c_k / sum_j c_j: 1 for a cluster of the fair size 1/K, 0 for an empty one."""
     num_clusters = cluster_sizes.shape[-1]
-    # An all-zero size vector would divide 0 by 0; treat it as "every cluster empty" (r = 0).
-    total = jnp.maximum(jnp.sum(cluster_sizes), jnp.finfo(jnp.float32).tiny)
-    return num_clusters * cluster_sizes / total
+    # An all-zero size vector would divide 0 by 0; dividing by 1 instead makes it "every cluster
+    # empty" (r = 0) with a finite gradient (a tiny floor would overflow the gradient).
+    total = jnp.sum(cluster_sizes)
+    return num_clusters * cluster_sizes / jnp.where(total > 0, total, 1.0)
 
 
 def _check_sizes(similarities, cluster_sizes, similarities_name: str) -> None:
