@@ -23,7 +23,8 @@ Params = dict[str, jax.Array]
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size"))
-def _fit(x, y, key, learning_rate, weight_decay, *, num_classes, epochs, batch_size):
+def _fit(x, y, row_weight, key, learning_rate, weight_decay, *, num_classes, epochs,
+         batch_size):
     n, d = x.shape
     num_batches = -(-n // batch_size)
     pad = num_batches * batch_size - n
@@ -42,7 +43,7 @@ def _fit(x, y, key, learning_rate, weight_decay, *, num_classes, epochs, batch_s
     def step(carry, batch):
         p, s = carry
         idx, mb = batch
-        grads = jax.grad(loss_fn)(p, x[idx], y[idx], mb)
+        grads = jax.grad(loss_fn)(p, x[idx], y[idx], mb * row_weight[idx])
         updates, s = opt.update(grads, s, p)
         return (optax.apply_updates(p, updates), s), None
 
@@ -91,9 +92,21 @@ def fit_softmax_regression(
         )
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1; got {epochs}")
-    batch_size = x.shape[0] if batch_size is None else min(int(batch_size), x.shape[0])
+    n = x.shape[0]
+    row_weight = np.ones(n, np.float32)
+    if batch_size is None:
+        # Full batch: pad rows (weight 0) to a power of two >= 64 so that the sweep, the refit
+        # and the few-shot sizes reuse a handful of compiled shapes instead of one per size.
+        padded = max(64, 1 << (n - 1).bit_length())
+        x = np.pad(x, ((0, padded - n), (0, 0)))
+        y = np.pad(y, (0, padded - n))
+        row_weight = np.pad(row_weight, (0, padded - n))
+        batch_size = padded
+    else:
+        batch_size = min(int(batch_size), n)
     key = jax.random.key(0) if key is None else key
-    return _fit(jnp.asarray(x), jnp.asarray(y), key, jnp.float32(learning_rate),
+    return _fit(jnp.asarray(x), jnp.asarray(y), jnp.asarray(row_weight), key,
+                jnp.float32(learning_rate),
                 jnp.float32(weight_decay), num_classes=num_classes, epochs=int(epochs),
                 batch_size=batch_size)
 

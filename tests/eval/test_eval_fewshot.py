@@ -33,12 +33,12 @@ def test_separable_clusters_and_report_shape():
     train_y, test_y = np.repeat(np.arange(6), 15), np.repeat(np.arange(6), 10)
     train_x = centres[train_y] + 0.3 * rng.normal(size=(90, 16)).astype(np.float32)
     test_x = centres[test_y] + 0.3 * rng.normal(size=(60, 16)).astype(np.float32)
-    res = few_shot(train_x, train_y, test_x, test_y, shots=(1, 2), num_splits=3, epochs=50)
+    res = few_shot(train_x, train_y, test_x, test_y, shots=(1, 2), num_splits=3, epochs=30)
     assert set(res) == {"1shot", "2shot"}
     for r in res.values():
         assert len(r["per_split"]) == 3
         assert r["mean"] == 1.0 and r["std"] == 0.0
-    again = few_shot(train_x, train_y, test_x, test_y, shots=(1, 2), num_splits=3, epochs=50)
+    again = few_shot(train_x, train_y, test_x, test_y, shots=(1, 2), num_splits=3, epochs=30)
     assert again == res
 
 
@@ -50,7 +50,7 @@ def test_few_shot_std_reflects_split_variation():
     centres = rng.normal(size=(3, 4))
     train_x = (centres[train_y] + rng.normal(size=(60, 4))).astype(np.float32)
     test_x = (centres[test_y] + rng.normal(size=(60, 4))).astype(np.float32)
-    r = few_shot(train_x, train_y, test_x, test_y, shots=(1,), num_splits=4, epochs=20)["1shot"]
+    r = few_shot(train_x, train_y, test_x, test_y, shots=(1,), num_splits=4, epochs=30)["1shot"]
     assert r["std"] == pytest.approx(np.std(r["per_split"]))
     assert r["mean"] == pytest.approx(np.mean(r["per_split"]))
     assert len(set(r["per_split"])) > 1

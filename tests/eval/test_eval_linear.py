@@ -24,7 +24,7 @@ def test_separable_data_above_95_percent_and_best_pair_is_first_maximum():
     train_x, train_y = _blobs(0, 50)
     test_x, test_y = _blobs(1, 25)
     res = linear_probe(train_x, train_y, test_x, test_y, num_classes=4, lrs=(1e-6, 0.05),
-                       weight_decays=(0.0,), epochs=60, seed=0)
+                       weight_decays=(0.0,), epochs=30, seed=0)
     assert res["top1"] > 0.95
     assert res["top5"] == 1.0  # only 4 classes
     assert [(r["lr"], r["weight_decay"]) for r in res["sweep"]] == [(1e-6, 0.0), (0.05, 0.0)]
@@ -47,7 +47,7 @@ def test_mini_batch_training_also_separates_and_is_deterministic():
 def test_deterministic_in_seed_and_test_labels_do_not_affect_selection():
     train_x, train_y = _blobs(3, 20, spread=1.0)  # overlapping classes: the sweep matters
     test_x, test_y = _blobs(4, 10, spread=1.0)
-    kw = dict(num_classes=4, lrs=(1e-3, 0.1), weight_decays=(0.0, 0.1), epochs=20, seed=3)
+    kw = dict(num_classes=4, lrs=(1e-3, 0.1), weight_decays=(0.0, 0.1), epochs=30, seed=3)
     a = linear_probe(train_x, train_y, test_x, test_y, **kw)
     b = linear_probe(train_x, train_y, test_x, test_y, **kw)
     assert a == b
