@@ -98,7 +98,7 @@ def test_extreme_logits_are_finite(dtype):
     assert loss.dtype == jnp.float32
     chex.assert_tree_all_finite((loss, grad))
     assert grad.dtype == dtype
-    # Pair (0,1): H = (1e4 - (-1e4)) / 0.1 = 2e5 exactly in the limit; (1,0) the same; s=2: 1e5 each.
+    # Pairs (0,1), (1,0): H = (1e4 - (-1e4)) / 0.1 = 2e5; pairs with s=2: 1e5 each.
     np.testing.assert_allclose(float(loss), (2 * 2e5 + 2 * 1e5) / 4, rtol=1e-2)
 
 
