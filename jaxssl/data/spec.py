@@ -62,7 +62,10 @@ def parse_spec(spec: str) -> DatasetSpec:
     ValueError: unknown dataset spec 'cifar'; valid forms: ...
     """
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"dataset spec must be a non-empty string, got {spec!r}.")
+        raise ValueError(
+            f"dataset spec must be a non-empty string, got {spec!r}; valid forms: "
+            f"{', '.join(SPEC_FORMS)}."
+        )
     rho = None
     match = _LT_SUFFIX.match(spec)
     if match:

@@ -1,0 +1,227 @@
+"""Training and eval iterators: layout, determinism, sharding, resume, bad config."""
+
+import itertools
+
+import chex
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from PIL import Image
+
+from jaxssl.data.checkpoint import iterator_restore_args, iterator_save_args
+from jaxssl.data.config import default_data_config, validate_data_config
+from jaxssl.data.pipeline import make_eval_iterator, make_train_iterator
+from jaxssl.data.sources.folder import ImageFolderSource
+
+N = 50  # examples in the toy dataset; example i is a constant image of value 2 * i
+
+
+@pytest.fixture
+def toy_npz(tmp_path):
+    # 9 x 7 images: smaller than the 12 px global crops, so every view is an upscale.
+    images = np.repeat((2 * np.arange(N, dtype=np.uint8))[:, None, None], 9, 1)
+    images = np.repeat(images, 7, 2)
+    labels = np.arange(N) % 5
+    path = tmp_path / "toy.npz"
+    np.savez(path, images=images, labels=labels)
+    return str(path)
+
+
+def _config(spec, *, num_local=3, threads=0):
+    cfg = default_data_config()
+    cfg.dataset = spec
+    cfg.global_crops.update(num=2, size=12, scale=(0.4, 1.0))
+    cfg.local_crops.update(num=num_local, size=6, scale=(0.1, 0.4))
+    cfg.num_threads = threads
+    cfg.prefetch = 2
+    return cfg
+
+
+def _take(iterator, n):
+    return list(itertools.islice(iterator, n))
+
+
+def test_batch_layout_and_content(toy_npz):
+    it = make_train_iterator(_config(f"npz:{toy_npz}"), global_batch_size=8, seed=0)
+    batch = next(it)
+    assert set(batch) == {"global", "local", "label", "index"}
+    chex.assert_shape(batch["global"], (8, 2, 12, 12, 3))
+    chex.assert_shape(batch["local"], (8, 3, 6, 6, 3))
+    assert batch["global"].dtype == np.uint8 and batch["local"].dtype == np.uint8
+    assert batch["label"].dtype == np.int32 and batch["index"].dtype == np.int64
+    # Each row's views show its own source example (constant image of value 2 * index).
+    for row, index in enumerate(batch["index"]):
+        assert np.all(batch["global"][row] == 2 * index)
+        assert np.all(batch["local"][row] == 2 * index)
+        assert batch["label"][row] == index % 5
+    assert len(set(batch["index"].tolist())) == 8
+
+
+def test_local_key_omitted_without_local_crops(toy_npz):
+    batch = next(make_train_iterator(_config(f"npz:{toy_npz}", num_local=0),
+                                     global_batch_size=4, seed=0))
+    assert set(batch) == {"global", "label", "index"}
+
+
+def test_same_seed_same_batches_across_thread_counts(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "r.npz", images=rng.integers(0, 256, (N, 20, 24, 3), dtype=np.uint8),
+             labels=np.arange(N) % 3)
+    spec = f"npz:{tmp_path / 'r.npz'}"
+    a = _take(make_train_iterator(_config(spec), global_batch_size=8, seed=5), 8)
+    b = _take(make_train_iterator(_config(spec, threads=2), global_batch_size=8, seed=5), 8)
+    c = _take(make_train_iterator(_config(spec), global_batch_size=8, seed=6), 8)
+    chex.assert_trees_all_equal(a, b)
+    assert not np.array_equal(a[0]["index"], c[0]["index"])
+    # Two views of one example differ (independent crops), and a re-visit in the next epoch too.
+    assert not np.array_equal(a[0]["global"][0, 0], a[0]["global"][0, 1])
+
+
+def test_epochs_and_process_shards(toy_npz):
+    cfg = _config(f"npz:{toy_npz}", num_local=0)
+    steps = N // 8  # 6 steps per epoch; 2 examples dropped each epoch
+    single = _take(make_train_iterator(cfg, global_batch_size=8, seed=1), 2 * steps)
+    shards = [
+        _take(make_train_iterator(cfg, global_batch_size=8, seed=1, process_index=p,
+                                  process_count=2), 2 * steps)
+        for p in range(2)
+    ]
+    for epoch in range(2):
+        rows = slice(epoch * steps, (epoch + 1) * steps)
+        per_process = [np.concatenate([b["index"] for b in shards[p][rows]]) for p in range(2)]
+        assert all(len(x) == 4 * steps for x in per_process)
+        assert not set(per_process[0]) & set(per_process[1])  # disjoint
+        covered = set(per_process[0]) | set(per_process[1])
+        assert len(covered) == 8 * steps and covered <= set(range(N))  # an epoch, no repeats
+    first = np.concatenate([b["index"] for b in single[:steps]])
+    second = np.concatenate([b["index"] for b in single[steps:]])
+    assert not np.array_equal(first, second)  # reshuffled each epoch
+    # The global batch is the process batches concatenated in process order.
+    for s in range(2 * steps):
+        joined = {k: np.concatenate([shards[0][s][k], shards[1][s][k]]) for k in single[s]}
+        chex.assert_trees_all_equal(joined, single[s])
+
+
+def test_resume_through_orbax_gives_the_next_batch(toy_npz, tmp_path):
+    cfg = _config(f"npz:{toy_npz}")
+    reference = _take(make_train_iterator(cfg, global_batch_size=8, seed=3), 9)
+
+    it = make_train_iterator(cfg, global_batch_size=8, seed=3)
+    _take(it, 5)  # stop one step before the end of epoch 0 (6 steps per epoch)
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+    with ocp.CheckpointManager(tmp_path / "ckpt", options=options) as mngr:
+        state = {"step": np.array(5)}
+        mngr.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                             data=iterator_save_args(it)))
+        mngr.wait_until_finished()
+    _take(it, 2)  # keep going: the restore must rewind, not just continue
+
+    fresh = make_train_iterator(cfg, global_batch_size=8, seed=3)
+    with ocp.CheckpointManager(tmp_path / "ckpt", options=options) as mngr:
+        restored = mngr.restore(
+            mngr.latest_step(),
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(state),
+                                    data=iterator_restore_args(fresh)),
+        )
+    assert int(restored.state["step"]) == 5
+    chex.assert_trees_all_equal(_take(fresh, 4), reference[5:9])  # crosses into epoch 1
+
+
+def test_get_set_state_round_trip(toy_npz):
+    cfg = _config(f"npz:{toy_npz}")
+    it = make_train_iterator(cfg, global_batch_size=4, seed=0)
+    _take(it, 3)
+    state = it.get_state()
+    expected = _take(it, 2)
+    it2 = make_train_iterator(cfg, global_batch_size=4, seed=0)
+    it2.set_state(state)
+    chex.assert_trees_all_equal(_take(it2, 2), expected)
+
+
+def test_fashion_mnist_train_batch():
+    cfg = _config("fashion_mnist")
+    batch = next(make_train_iterator(cfg, global_batch_size=16, seed=0))
+    chex.assert_shape(batch["global"], (16, 2, 12, 12, 3))
+    assert batch["index"].max() < 60_000 and batch["label"].max() <= 9
+
+
+def test_corrupt_folder_through_the_pipeline(tmp_path):
+    for c in range(2):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((10, 10, 3), 40 * c + i, np.uint8)).save(
+                tmp_path / f"c{c}" / f"{i}.jpg")
+    (tmp_path / "c0" / "2.jpg").write_bytes((tmp_path / "c0" / "2.jpg").read_bytes()[:40])
+    source = ImageFolderSource(tmp_path)
+    cfg = _config(f"folder:{tmp_path}")
+    with pytest.warns(UserWarning, match="2.jpg"):
+        batches = _take(make_train_iterator(cfg, global_batch_size=4, seed=0, source=source), 2)
+    assert sorted(np.concatenate([b["index"] for b in batches]).tolist()) == list(range(8))
+    assert source.num_corrupt == 1
+    cfg.skip_corrupt = False
+    with pytest.raises(Exception, match="2.jpg"):
+        _take(make_train_iterator(cfg, global_batch_size=4, seed=0,
+                                  source=ImageFolderSource(tmp_path, skip_corrupt=False)), 2)
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_eval_sees_every_example_once(toy_npz, processes):
+    seen, valid_total, batches_per_process = [], 0, set()
+    for p in range(processes):
+        batches = list(make_eval_iterator(f"npz:{toy_npz}", "test", image_size=9, batch_size=8,
+                                          process_index=p, process_count=processes))
+        batches_per_process.add(len(batches))
+        for b in batches:
+            chex.assert_shape(b["image"], (8, 9, 9, 3))
+            assert b["label"].dtype == np.int32 and b["valid"].dtype == np.bool_
+            valid_total += int(b["valid"].sum())
+            seen += (b["image"][b["valid"], 0, 0, 0] // 2).tolist()
+            assert np.all(b["image"][~b["valid"]] == 0)
+    assert len(batches_per_process) == 1  # every process runs the same number of steps
+    assert batches_per_process.pop() == -(-N // (8 * processes))
+    assert valid_total == N and sorted(seen) == list(range(N))
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("global_crops.scale", (0.0, 1.0), r"data.global_crops.scale must lie in \(0.0, 1.0\]"),
+        ("local_crops.scale", (0.5, 0.1), "data.local_crops.scale must satisfy min <= max"),
+        ("local_crops.scale", 0.3, "data.local_crops.scale must be a pair"),
+        ("local_crops.num", -1, "data.local_crops.num must be an integer >= 0"),
+        ("global_crops.num", 0, "data.global_crops.num must be an integer >= 1"),
+        ("global_crops.size", 0, "data.global_crops.size must be a positive integer"),
+        ("num_threads", -2, "data.num_threads"),
+        ("interpolation", "nearest", "data.interpolation"),
+        ("skip_corrupt", "yes", "data.skip_corrupt"),
+        ("dataset", "cifar", "unknown dataset spec 'cifar'"),
+    ],
+)
+def test_bad_config_fields_are_named(field, value, match):
+    raw = default_data_config().to_dict()
+    node = raw
+    *parents, leaf = field.split(".")
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
+    cfg = ml_collections.ConfigDict(raw)
+    with pytest.raises(ValueError, match=match):
+        validate_data_config(cfg)
+
+
+def test_missing_config_field():
+    cfg = ml_collections.ConfigDict(default_data_config().to_dict())
+    del cfg["prefetch"]
+    with pytest.raises(ValueError, match="missing field 'prefetch'"):
+        validate_data_config(cfg)
+
+
+def test_bad_batch_sizes(toy_npz):
+    cfg = _config(f"npz:{toy_npz}")
+    with pytest.raises(ValueError, match="global_batch_size=9 must be a positive multiple of"):
+        make_train_iterator(cfg, global_batch_size=9, seed=0, process_count=2)
+    with pytest.raises(ValueError, match="global_batch_size=64 exceeds the 50"):
+        make_train_iterator(cfg, global_batch_size=64, seed=0)
+    with pytest.raises(ValueError, match="process_index"):
+        make_train_iterator(cfg, global_batch_size=8, seed=0, process_index=2, process_count=2)

@@ -1,0 +1,110 @@
+"""Dataset spec parsing, make_source and the long-tailed view."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxssl.data.long_tail import LongTailSource, long_tail_indices
+from jaxssl.data.sources.idx import IdxSource
+from jaxssl.data.spec import DatasetSpec, make_source, parse_spec
+
+# floor(6000 * 100 ** (-c / 9)) worked out by hand: 100 ** (-1/9) = 10 ** (-2/9) = 0.599484...,
+# so 6000 * 0.599484 = 3596.9 -> 3596, 6000 * 0.359381 = 2156.3 -> 2156, ..., 6000 / 100 = 60.
+FMNIST_LT100 = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("fashion_mnist", DatasetSpec("idx", "fashion_mnist")),
+        ("mnist:lt10", DatasetSpec("idx", "mnist", 10.0)),
+        ("tfds:imagenet2012", DatasetSpec("tfds", "imagenet2012")),
+        ("tfds:cifar10:3.0.2:lt50", DatasetSpec("tfds", "cifar10:3.0.2", 50.0)),
+        ("folder:/data/in1k", DatasetSpec("folder", "/data/in1k")),
+        ("npz:/d/x_{split}.npz:lt2.5", DatasetSpec("npz", "/d/x_{split}.npz", 2.5)),
+    ],
+)
+def test_parse_spec(spec, expected):
+    assert parse_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["cifar10", "imagenet:/x", "folder:", "", "fashion_mnist:lt"])
+def test_unknown_spec_lists_valid_forms(spec):
+    with pytest.raises(ValueError) as err:
+        parse_spec(spec)
+    message = str(err.value)
+    for form in ("fashion_mnist", "mnist", "tfds:NAME", "folder:", "npz:", ":ltRHO"):
+        assert form in message
+
+
+def test_long_tail_fashion_mnist_counts():
+    src = make_source("fashion_mnist:lt100", "train", seed=3)
+    assert isinstance(src, LongTailSource)
+    np.testing.assert_array_equal(np.bincount(src.labels, minlength=10), FMNIST_LT100)
+    assert len(src) == sum(FMNIST_LT100)
+    # Items really come from the base source, with consistent labels.
+    base = IdxSource("fashion_mnist", "train", download=False)
+    for i in (0, 5000, len(src) - 1):
+        j = int(src.base_indices[i])
+        np.testing.assert_array_equal(src[i]["image"], base[j]["image"])
+        assert src[i]["label"] == base[j]["label"] == src.labels[i]
+    # Evaluation stays balanced.
+    test = make_source("fashion_mnist:lt100", "test")
+    np.testing.assert_array_equal(np.bincount(test.labels), [1000] * 10)
+
+
+def test_long_tail_subset_is_seeded():
+    labels = np.repeat(np.arange(4), 50)
+    a = long_tail_indices(labels, 10.0, seed=0)
+    b = long_tail_indices(labels, 10.0, seed=0)
+    c = long_tail_indices(labels, 10.0, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # rho = 10, C = 4: 50 * 10 ** (-c / 3) = 50, 23.2, 10.77, 5 -> floors 50, 23, 10, 5.
+    np.testing.assert_array_equal(np.bincount(labels[a]), [50, 23, 10, 5])
+    assert len(np.unique(a)) == len(a)
+    shuffled = long_tail_indices(labels, 10.0, seed=0, shuffle_classes=True)
+    assert sorted(np.bincount(labels[shuffled]).tolist()) == [5, 10, 23, 50]
+
+
+def _png(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(path)
+
+
+def test_folder_split_directories(tmp_path):
+    _png(tmp_path / "train" / "a" / "0.png", 1)
+    _png(tmp_path / "train" / "b" / "0.png", 2)
+    _png(tmp_path / "val" / "a" / "0.png", 3)
+    _png(tmp_path / "val" / "b" / "0.png", 4)
+    _png(tmp_path / "val" / "b" / "1.png", 5)
+    train = make_source(f"folder:{tmp_path}", "train")
+    test = make_source(f"folder:{tmp_path}", "test")
+    assert (len(train), len(test)) == (2, 3)
+    assert [int(test[i]["image"][0, 0, 0]) for i in range(3)] == [3, 4, 5]
+
+
+def test_folder_without_split_dirs_serves_both(tmp_path):
+    _png(tmp_path / "a" / "0.png", 1)
+    assert len(make_source(f"folder:{tmp_path}", "train")) == 1
+    assert len(make_source(f"folder:{tmp_path}", "test")) == 1
+
+
+def test_npz_split_placeholder(tmp_path):
+    for split, n in (("train", 4), ("test", 2)):
+        np.savez(tmp_path / f"d_{split}.npz", images=np.zeros((n, 2, 2), np.uint8),
+                 labels=np.arange(n))
+    spec = f"npz:{tmp_path}/d_{{split}}.npz"
+    assert (len(make_source(spec, "train")), len(make_source(spec, "test"))) == (4, 2)
+
+
+def test_missing_paths_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "none")):
+        make_source(f"folder:{tmp_path / 'none'}", "train")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "x.npz")):
+        make_source(f"npz:{tmp_path / 'x.npz'}", "train")
+
+
+def test_bad_split():
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'.*'valid'"):
+        make_source("fashion_mnist", "valid")
