@@ -1,8 +1,9 @@
 """Any TFDS dataset prepared as ArrayRecord, read through ``tfds.data_source`` without TensorFlow.
 
-``tfds.data_source`` parses each record with tfds' own protobuf copy; we ask it not to decode
-features (``DESERIALIZE_NO_DECODE``) and decode the encoded image bytes with PIL ourselves. That
-avoids TensorFlow and OpenCV, always yields uint8 RGB [H, W, 3], and lets a corrupt image take the
+``tfds.data_source`` hands us each record's raw bytes (``DeserializeMethod.RAW_BYTES``; its other
+modes call ``tf.train.Example`` or OpenCV). We parse the ``tf.train.Example`` with the protobuf
+copy tfds ships (``tensorflow_datasets.proto.tf_example_pb2``) and decode the encoded image bytes
+with PIL. That avoids TensorFlow and OpenCV, always yields uint8 RGB [H, W, 3], and lets a corrupt image take the
 same skip-and-count path as the folder source (the next readable index is used instead; see
 ``jaxssl.data.sources.folder``). The dataset must already be prepared in ``data_dir`` with
 ``file_format=array_record`` (preparing needs TensorFlow; reading does not).
@@ -40,8 +41,34 @@ def _open(name: str, split: str, data_dir: str | None):
         split=split,
         data_dir=data_dir,
         download=False,
-        deserialize_method=tfds.decode.DeserializeMethod.DESERIALIZE_NO_DECODE,
+        deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES,
     )
+
+
+def parse_example(record: bytes, keys: tuple[str, ...]) -> dict:
+    """Reads ``keys`` from a serialized ``tf.train.Example`` (bytes or int64 lists), without TF.
+
+    A one-element list becomes a scalar (``bytes`` or ``int``); others stay lists.
+
+    >>> from tensorflow_datasets.proto import tf_example_pb2 as pb
+    >>> ex = pb.Example()
+    >>> ex.features.feature["label"].int64_list.value.append(7)
+    >>> parse_example(ex.SerializeToString(), ("label",))
+    {'label': 7}
+    """
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    example = tf_example_pb2.Example.FromString(record)
+    out = {}
+    for key in keys:
+        if key not in example.features.feature:
+            raise KeyError(f"record has no feature {key!r}; it has "
+                           f"{sorted(example.features.feature.keys())}.")
+        feature = example.features.feature[key]
+        kind = feature.WhichOneof("kind")
+        values = list(getattr(feature, kind).value) if kind else []
+        out[key] = values[0] if len(values) == 1 else values
+    return out
 
 
 class TfdsSource:
@@ -68,17 +95,26 @@ class TfdsSource:
     ):
         self.name, self.data_dir = name, data_dir
         self.image_key, self.label_key, self.skip_corrupt = image_key, label_key, skip_corrupt
+        fix = (
+            "Fix: prepare it as ArrayRecord (`tfds build NAME --file_format=array_record`, which "
+            "needs TensorFlow, on any machine) and point data_dir or TFDS_DATA_DIR at it."
+        )
         try:
             import tensorflow_datasets as tfds
 
             builder = tfds.builder(name, data_dir=data_dir)
             splits = set(builder.info.splits.keys())
         except Exception as err:  # tfds raises several types (DatasetNotFoundError, Assertion).
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             raise FileNotFoundError(
-                f"TFDS dataset {name!r} is not available in data_dir={data_dir!r} ({err}). Fix: "
-                "prepare it as ArrayRecord (`tfds build NAME --file_format=array_record`, which "
-                "needs TensorFlow, on any machine) and point data_dir or TFDS_DATA_DIR at it."
+                f"TFDS dataset {name!r} is not available in data_dir={data_dir!r} "
+                f"({first_line}). {fix}"
             ) from err
+        if not splits:  # A registered builder (e.g. imagenet2012) whose data was never prepared.
+            raise FileNotFoundError(
+                f"TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} (looked in "
+                f"{builder.data_dir}). {fix}"
+            )
         if split == "test" and "test" not in splits and "validation" in splits:
             split = "validation"
         if split not in splits:
@@ -92,7 +128,13 @@ class TfdsSource:
                 )
         label_feature = features[label_key]
         self.num_classes = int(getattr(label_feature, "num_classes", 0) or 0)
-        self._source = _open(name, split, data_dir)
+        try:
+            self._source = _open(name, split, data_dir)
+        except Exception as err:  # e.g. prepared as tfrecord, not array_record.
+            raise FileNotFoundError(
+                f"cannot open TFDS {name!r} split {split!r} in {builder.data_dir} as ArrayRecord "
+                f"({err}). {fix}"
+            ) from err
         self._length = len(self._source)
         self._labels: np.ndarray | None = None
         self.corrupt_indices: set[int] = set()
@@ -117,7 +159,7 @@ class TfdsSource:
     def _record(self, index: int) -> dict:
         if self._source is None:  # Re-opened lazily after unpickling.
             self._source = _open(self.name, self.split, self.data_dir)
-        return self._source[index]
+        return parse_example(self._source[index], (self.image_key, self.label_key))
 
     def __getitem__(self, index: int) -> dict:
         n = self._length
