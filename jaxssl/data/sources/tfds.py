@@ -3,10 +3,11 @@
 ``tfds.data_source`` hands us each record's raw bytes (``DeserializeMethod.RAW_BYTES``; its other
 modes call ``tf.train.Example`` or OpenCV). We parse the ``tf.train.Example`` with the protobuf
 copy tfds ships (``tensorflow_datasets.proto.tf_example_pb2``) and decode the encoded image bytes
-with PIL. That avoids TensorFlow and OpenCV, always yields uint8 RGB [H, W, 3], and lets a corrupt image take the
-same skip-and-count path as the folder source (the next readable index is used instead; see
-``jaxssl.data.sources.folder``). The dataset must already be prepared in ``data_dir`` with
-``file_format=array_record`` (preparing needs TensorFlow; reading does not).
+with PIL. That avoids TensorFlow and OpenCV, always yields uint8 RGB [H, W, 3], and lets a corrupt
+image take the same skip-and-count path as the folder source (the next readable index is used
+instead; see ``jaxssl.data.sources.folder``). The dataset must already be prepared in ``data_dir``
+with ``file_format=array_record`` (``tfds build`` needs TensorFlow for most datasets; a builder that
+yields already-encoded image bytes can prepare without it, as tests/data/test_tfds_source.py does).
 """
 
 from __future__ import annotations
