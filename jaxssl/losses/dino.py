@@ -31,20 +31,20 @@ def _require_momentum(value) -> None:
         _checks.require_in_range("momentum", float(value), 0.0, 1.0)
 
 
-def teacher_probs(teacher_logits: jax.Array, center: jax.Array, teacher_temp) -> jax.Array:
+def _teacher_probs(teacher_logits: jax.Array, center: jax.Array, teacher_temp) -> jax.Array:
     """DINO teacher targets ``softmax((t - c) / tau_t)`` (eq. (1), centred) in float32, constant."""
     t = jax.lax.stop_gradient(jnp.asarray(teacher_logits, jnp.float32))
     c = jax.lax.stop_gradient(jnp.asarray(center, jnp.float32))
     return jax.nn.softmax((t - c) / teacher_temp, axis=-1)
 
 
-def student_log_probs(student_logits: jax.Array, student_temp) -> jax.Array:
+def _student_log_probs(student_logits: jax.Array, student_temp) -> jax.Array:
     """DINO eq. (1) student log-probabilities ``log_softmax(s / tau_s)`` in float32."""
     s = jnp.asarray(student_logits, jnp.float32)
     return jax.nn.log_softmax(s / student_temp, axis=-1)
 
 
-def global_batch_sum_and_count(
+def _global_sum_and_count(
     per_example: jax.Array, batch_size: int, axis_name: str | None
 ) -> tuple[jax.Array, jax.Array]:
     """Sum of ``per_example`` and the batch size, both summed over ``axis_name`` when given.
@@ -76,9 +76,12 @@ def dino_loss(
     logits and the centre) and ``p = softmax(student / student_temp)``. Student view ``i < T`` is
     the same crop as teacher view ``i``; that pair is skipped.
 
-    Instead of forming the ``T (S - 1)`` pairs, the sum over student views uses
-    ``sum_{s != t} H(q_t, p_s) = -<q_t, sum_s log p_s - log p_t>``, so the cost is one pass over the
-    ``[S, B, K]`` log-probabilities plus one inner product per teacher view.
+    The ``T x S`` cross-entropies are one contraction over ``K`` (``einsum("tbk,sbk->tsb")``; no
+    ``[T, S, B, K]`` product is formed) and the ``T`` same-crop pairs are masked out. Side by side
+    on CPU (S=10, T=2, B=32, K=65536) this was faster than the rewrite
+    ``sum_{s != t} H(q_t, p_s) = -<q_t, sum_s log p_s - log p_t>`` (whose reduction over the view
+    axis XLA:CPU runs slowly) and no slower than a Python loop over the 18 pairs; it also avoids
+    the rewrite's cancellation.
 
     Args:
       student_logits: ``[S, B, K]`` student head outputs for all views (globals first).
@@ -118,13 +121,16 @@ def dino_loss(
     _require_positive_scalar("teacher_temp", teacher_temp)
 
     num_student, batch = jnp.shape(student_logits)[:2]
-    q = teacher_probs(teacher_logits, center, teacher_temp)  # [T, B, K]
-    log_p = student_log_probs(student_logits, student_temp)  # [S, B, K]
-    # Sum over s != t of log p_s: all student views minus the matching crop t.
-    other_views = jnp.sum(log_p, axis=0)[None] - log_p[:num_teacher]  # [T, B, K]
-    cross_entropy = -jnp.sum(q * other_views, axis=-1)  # [T, B], summed over s != t
-    per_example = jnp.sum(cross_entropy, axis=0)  # [B]
-    total, count = global_batch_sum_and_count(per_example, batch, axis_name)
+    q = _teacher_probs(teacher_logits, center, teacher_temp)  # [T, B, K]
+    log_p = _student_log_probs(student_logits, student_temp)  # [S, B, K]
+    # H(q_t, p_s) for every (t, s): one contraction over K at float32 precision (no bf16 passes).
+    cross_entropy = -jnp.einsum(
+        "tbk,sbk->tsb", q, log_p, precision=jax.lax.Precision.HIGHEST
+    )  # [T, S, B]
+    # DINO eq. (3): skip the pairs where student view s is teacher view t's own crop (s == t).
+    other_view = ~jnp.eye(num_teacher, num_student, dtype=bool)
+    per_example = jnp.sum(jnp.where(other_view[:, :, None], cross_entropy, 0.0), axis=(0, 1))  # [B]
+    total, count = _global_sum_and_count(per_example, batch, axis_name)
     num_pairs = num_teacher * (num_student - 1)
     return total / (count * num_pairs)
 

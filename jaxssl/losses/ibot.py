@@ -19,11 +19,11 @@ import jax.numpy as jnp
 
 from jaxssl.losses import _checks
 from jaxssl.losses.dino import (
+    _global_sum_and_count,
     _require_momentum,
     _require_positive_scalar,
-    global_batch_sum_and_count,
-    student_log_probs,
-    teacher_probs,
+    _student_log_probs,
+    _teacher_probs,
 )
 
 
@@ -83,13 +83,13 @@ def ibot_patch_loss(
     _require_positive_scalar("teacher_temp", teacher_temp)
 
     num_views, batch = jnp.shape(student_patch_logits)[:2]
-    q = teacher_probs(teacher_patch_logits, center, teacher_temp)  # [G, B, N, K]
-    log_p = student_log_probs(student_patch_logits, student_temp)
+    q = _teacher_probs(teacher_patch_logits, center, teacher_temp)  # [G, B, N, K]
+    log_p = _student_log_probs(student_patch_logits, student_temp)
     cross_entropy = -jnp.sum(q * log_p, axis=-1)  # [G, B, N]
     m = jnp.asarray(masks, jnp.float32)
     # Mean over the masked patches of each image; the clamp keeps unmasked images at 0, not NaN.
     per_image = jnp.sum(cross_entropy * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
-    total, count = global_batch_sum_and_count(per_image, batch, axis_name)
+    total, count = _global_sum_and_count(per_image, batch, axis_name)
     return total / (count * num_views)
 
 
