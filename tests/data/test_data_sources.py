@@ -178,3 +178,56 @@ def test_folder_missing_and_empty(tmp_path):
     (tmp_path / "cls").mkdir()
     with pytest.raises(FileNotFoundError, match="no image files"):
         ImageFolderSource(tmp_path)
+
+
+class _FakeResponse:
+    def __init__(self, payload):
+        self.payload = payload
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self):
+        return self.payload
+
+
+def _serve_debian_files(monkeypatch, calls):
+    """Answer mirror URLs with the local Fashion-MNIST .gz bytes (no network in tests)."""
+    from jaxssl.data.sources import idx
+
+    def urlopen(url, timeout):
+        calls.append(url)
+        with open(f"{FMNIST_DIR}/{url.rsplit('/', 1)[-1]}", "rb") as f:
+            return _FakeResponse(f.read())
+
+    monkeypatch.setattr(idx.urllib.request, "urlopen", urlopen)
+    monkeypatch.delenv("JAXSSL_DATA_DIR", raising=False)
+    return idx
+
+
+def test_download_verifies_md5_and_caches(tmp_path, monkeypatch):
+    import hashlib
+
+    calls = []
+    idx = _serve_debian_files(monkeypatch, calls)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        digest = hashlib.md5(open(f"{FMNIST_DIR}/{name}", "rb").read()).hexdigest()
+        monkeypatch.setitem(idx._MD5["mnist"], name, digest)
+    images, labels = load_idx_split("mnist", "test", data_dir=tmp_path)
+    assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
+    assert calls[0].startswith("https://ossci-datasets.s3.amazonaws.com/mnist/")
+    assert (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+    load_idx_split("mnist", "test", data_dir=tmp_path)
+    assert len(calls) == 2  # second load reads the cached files
+
+
+def test_download_with_wrong_md5_is_rejected(tmp_path, monkeypatch):
+    calls = []
+    _serve_debian_files(monkeypatch, calls)  # Debian's re-compressed bytes != published MD5
+    published = "f68b3c2dcbeaaa9fbdd348bbdeb94873"  # MNIST train-images .gz (torchvision table)
+    with pytest.raises(FileNotFoundError, match=f"MD5 .* != published {published}"):
+        load_idx_split("mnist", "train", data_dir=tmp_path)
+    assert not list((tmp_path / "mnist").glob("*.gz"))
