@@ -134,7 +134,7 @@ def test_carp_loss_eight_student_views_and_entropy_weight():
 
 def test_uniform_block_distributions_give_zero_entropy_and_log_block_consistency():
     student, teacher, partition = _inputs(k=8, block_size=4)
-    _, aux = carp_loss(np.zeros_like(student), np.zeros_like(teacher), partition)
+    _, aux = jax.jit(carp_loss)(np.zeros_like(student), np.zeros_like(teacher), partition)
     np.testing.assert_allclose(float(aux["entropy"]), 0.0, atol=1e-6)
     np.testing.assert_allclose(float(aux["consistency"]), np.log(4), rtol=1e-6)
     np.testing.assert_allclose(float(aux["mean_max_prob"]), 0.25, rtol=1e-6)
@@ -150,7 +150,7 @@ def test_identical_one_hot_views_give_zero_consistency_and_uniform_mean():
         logits[b, partition[:, b]] = 1e4
     student = np.stack([logits] * 4)
     teacher = np.stack([logits] * 2)
-    loss, aux = carp_loss(student, teacher, partition)
+    loss, aux = jax.jit(carp_loss)(student, teacher, partition)
     np.testing.assert_allclose(float(aux["consistency"]), -np.log1p(-EPS), atol=1e-7)
     np.testing.assert_allclose(float(aux["entropy"]), 0.0, atol=1e-6)
     assert float(aux["agreement"]) == 1.0 and float(aux["cross_view_agreement"]) == 1.0
@@ -164,16 +164,16 @@ def test_disjoint_one_hot_views_hit_the_eps_clip_without_nan():
     student[..., 0] = 1e4
     teacher[..., 1] = 1e4
     partition = np.arange(4, dtype=np.int32).reshape(1, 4)
-    (loss, aux), grad = jax.value_and_grad(
+    (loss, aux), grad = jax.jit(jax.value_and_grad(
         lambda s: carp_loss(s, teacher, partition), has_aux=True
-    )(student)
+    ))(student)
     np.testing.assert_allclose(float(aux["consistency"]), -np.log(EPS), rtol=1e-6)
     chex.assert_tree_all_finite((loss, aux, grad))
 
 
 def test_carp_check_grads_student():
     student, teacher, partition = _inputs(seed=2, s=3, t=2, b=2, k=4, block_size=2, scale=1.0)
-    f = lambda s: carp_loss(s, teacher, partition, entropy_weight=0.7)[0]
+    f = jax.jit(lambda s: carp_loss(s, teacher, partition, entropy_weight=0.7)[0])
     check_grads(f, (student,), order=1, modes=("rev",), eps=1e-2, atol=2e-2, rtol=2e-2)
 
 
@@ -187,7 +187,7 @@ def test_carp_entropy_gradient_flows_through_the_student_only():
     # The uniformity term's gradient w.r.t. the student equals the numpy finite difference of the
     # reference entropy with the teacher held fixed.
     student, teacher, partition = _inputs(seed=4, s=2, t=1, b=2, k=4, block_size=2, scale=1.0)
-    grad = jax.grad(lambda s: carp_loss(s, teacher, partition)[1]["entropy"])(student)
+    grad = jax.jit(jax.grad(lambda s: carp_loss(s, teacher, partition)[1]["entropy"]))(student)
     h = 1e-4
     idx = (1, 0, 2)
     up, down = student.astype(np.float64), student.astype(np.float64)
@@ -246,7 +246,7 @@ def test_carp_loss_shard_map_equals_global_loss_aux_and_gradients():
         mesh=mesh, in_specs=(batch, batch, P()), out_specs=(P(), P(), batch),
     )
     got = jax.jit(sharded)(student, teacher, partition)
-    want = loss_and_grad(student, teacher, partition)
+    want = jax.jit(loss_and_grad)(student, teacher, partition)
     chex.assert_trees_all_close(got, want, atol=1e-6, rtol=1e-5)
     assert float(jnp.abs(want[2]).sum()) > 0  # the gradient comparison is not vacuous
 

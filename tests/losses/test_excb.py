@@ -161,7 +161,8 @@ def test_balance_matches_numpy_reference_and_accepts_leading_axes():
 def test_balance_gradients_finite_for_empty_fair_and_zero_sizes(sizes):
     z = jnp.array([[0.3, -0.2, 0.9, -1.0]])
     sizes = jnp.asarray(sizes, jnp.float32)
-    grads = jax.grad(lambda a, c: jnp.sum(balance_similarities(a, c)), argnums=(0, 1))(z, sizes)
+    grad_fn = jax.grad(lambda a, c: jnp.sum(balance_similarities(a, c)), argnums=(0, 1))
+    grads = jax.jit(grad_fn)(z, sizes)
     chex.assert_tree_all_finite(grads)
     chex.assert_tree_all_finite(balance_similarities(z, sizes))
 
@@ -225,7 +226,7 @@ def test_excb_loss_other_hyperparameters_and_three_global_views():
 def test_excb_loss_single_global_view_has_no_direct_pairs():
     direct, pred, teacher, sizes = _inputs(seed=6, g=1, v=3, b=2, k=4)
     ref = _np_excb(direct, pred, teacher, sizes)
-    loss, aux = excb_loss(direct, pred, teacher, sizes)
+    loss, aux = jax.jit(excb_loss)(direct, pred, teacher, sizes)
     np.testing.assert_allclose(float(loss), ref["predictor_ce"], rtol=1e-5)
     assert float(aux["direct_ce"]) == 0.0 and "view_agreement" not in aux
 
@@ -251,7 +252,7 @@ def test_excb_gradient_matches_analytic_form():
 
 def test_excb_check_grads_student_inputs():
     direct, pred, teacher, sizes = _inputs(seed=8, g=2, v=3, b=2, k=4)
-    f = lambda d, p: excb_loss(d, p, teacher, sizes, student_temp=0.5)[0]
+    f = jax.jit(lambda d, p: excb_loss(d, p, teacher, sizes, student_temp=0.5)[0])
     check_grads(f, (direct, pred), order=1, modes=("rev",), eps=1e-2, atol=2e-2, rtol=2e-2)
 
 
@@ -331,7 +332,7 @@ def test_excb_loss_shard_map_equals_global_loss_aux_and_gradients():
         mesh=_mesh(), in_specs=(batch, batch, batch, P()), out_specs=(P(), P(), (batch, batch)),
     )
     got = jax.jit(sharded)(direct, pred, teacher, sizes)
-    want = loss_and_grads(direct, pred, teacher, sizes)
+    want = jax.jit(loss_and_grads)(direct, pred, teacher, sizes)
     chex.assert_trees_all_close(got, want, atol=1e-6, rtol=1e-5)
     assert float(jnp.abs(want[2][0]).sum()) > 0  # the gradient comparison is not vacuous
 
