@@ -29,6 +29,7 @@ def default_data_config() -> ml_collections.ConfigDict:
             "num_threads": 4,
             "prefetch": 2,
             "skip_corrupt": True,
+            "subset_seed": 0,
         }
     )
 
@@ -58,7 +59,9 @@ def validate_data_config(data_config: Any) -> None:
     """Checks every field the data pipeline reads; raises ``ValueError`` naming the bad field.
 
     Needs no data on disk (the dataset spec is only parsed). Optional fields: ``ratio``
-    (default (3/4, 4/3)) and ``interpolation`` (default "bicubic").
+    (default (3/4, 4/3)), ``interpolation`` (default "bicubic") and ``subset_seed`` (default 0,
+    the seed of a ``:ltRHO`` long-tailed subset). Fields the data pipeline does not read (e.g.
+    photometric augmentation settings) are left alone.
 
     >>> cfg = default_data_config()
     >>> validate_data_config(cfg)
@@ -90,6 +93,9 @@ def validate_data_config(data_config: Any) -> None:
         value = _get(data_config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"data.{name} must be an integer >= 0, got {value!r}.")
+    subset_seed = _get(data_config, "subset_seed", 0, required=False)
+    if not isinstance(subset_seed, int) or isinstance(subset_seed, bool) or subset_seed < 0:
+        raise ValueError(f"data.subset_seed must be an integer >= 0, got {subset_seed!r}.")
     skip = _get(data_config, "skip_corrupt")
     if not isinstance(skip, bool):
         raise ValueError(f"data.skip_corrupt must be a bool, got {skip!r}.")

@@ -143,7 +143,8 @@ def make_train_iterator(
     when L == 0) ``, "label": int32 [B], "index": int64 [B]}`` with ``B = global_batch_size //
     process_count``; see the module docstring for the order. ``data_config`` fields: dataset,
     data_dir, global_crops/local_crops {num, size, scale}, num_threads, prefetch (batches buffered
-    ahead), skip_corrupt, and optionally ratio and interpolation. ``source`` overrides the source
+    ahead), skip_corrupt, and optionally ratio, interpolation and subset_seed (the long-tailed
+    subset's seed, default 0). ``source`` overrides the source
     built from ``data_config.dataset`` (the spec string is still validated).
 
     >>> from jaxssl.data.config import default_data_config
@@ -160,9 +161,11 @@ def make_train_iterator(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     batch = _per_process_batch(global_batch_size, process_index, process_count)
     if source is None:
+        # The long-tailed subset is drawn from `subset_seed`, not the training seed, so runs with
+        # different training seeds see the same dataset.
         source = make_source(
-            data_config.dataset, "train", data_dir=data_config.data_dir, seed=int(seed),
-            skip_corrupt=data_config.skip_corrupt,
+            data_config.dataset, "train", data_dir=data_config.data_dir,
+            seed=int(data_config.get("subset_seed", 0)), skip_corrupt=data_config.skip_corrupt,
         )
     steps_per_epoch = len(source) // global_batch_size
     if steps_per_epoch < 1:

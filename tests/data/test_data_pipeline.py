@@ -146,6 +146,25 @@ def test_fashion_mnist_train_batch():
     assert batch["index"].max() < 60_000 and batch["label"].max() <= 9
 
 
+def test_long_tail_subset_uses_subset_seed_not_training_seed(toy_npz, monkeypatch):
+    import jaxssl.data.pipeline as pipeline
+
+    seeds = []
+    real = pipeline.make_source
+
+    def recording_make_source(spec, split, **kwargs):
+        seeds.append(kwargs["seed"])
+        return real(spec, split, **kwargs)
+
+    monkeypatch.setattr(pipeline, "make_source", recording_make_source)
+    cfg = _config(f"npz:{toy_npz}:lt2")
+    for seed in (0, 7):
+        make_train_iterator(cfg, global_batch_size=4, seed=seed)
+    cfg.subset_seed = 3
+    make_train_iterator(cfg, global_batch_size=4, seed=7)
+    assert seeds == [0, 0, 3]
+
+
 def test_corrupt_folder_through_the_pipeline(tmp_path):
     for c in range(2):
         (tmp_path / f"c{c}").mkdir()
@@ -195,6 +214,7 @@ def test_eval_sees_every_example_once(toy_npz, processes):
         ("num_threads", -2, "data.num_threads"),
         ("interpolation", "nearest", "data.interpolation"),
         ("skip_corrupt", "yes", "data.skip_corrupt"),
+        ("subset_seed", -1, "data.subset_seed"),
         ("dataset", "cifar", "unknown dataset spec 'cifar'"),
     ],
 )
