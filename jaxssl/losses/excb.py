@@ -65,8 +65,9 @@ def balance_similarities(
     - r_k = 1:               z.
 
     The arg-max entry of each row (the first one on ties) is then multiplied by ``boost``
-    (released code; a negative winner therefore moves down) and all values are clamped to [-1, 1]. Both branches are evaluated with safe denominators, so values and
-    gradients stay finite for any sizes, including empty clusters and an all-zero vector.
+    (released code; a negative winner therefore moves down) and all values are clamped to
+    [-1, 1]. Both branches are evaluated with safe denominators, so values and gradients stay
+    finite for any sizes, including empty clusters and an all-zero vector.
 
     Args:
       similarities: ``[..., K]`` cosine similarities in [-1, 1] (any leading axes).
