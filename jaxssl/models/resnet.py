@@ -225,6 +225,11 @@ def resnet_tiny(**overrides: Any) -> ResNet:
     256
     """
     return ResNet(
-        **{"stage_sizes": (1, 1, 1, 1), "block": "basic", "width": 32, "small_stem": True,
-           **overrides}
+        **{
+            "stage_sizes": (1, 1, 1, 1),
+            "block": "basic",
+            "width": 32,
+            "small_stem": True,
+            **overrides,
+        }
     )
