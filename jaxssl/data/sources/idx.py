@@ -8,6 +8,7 @@ The whole split is read into memory once: 60,000 x 28 x 28 bytes is 47 MB.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -152,6 +153,13 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
+@functools.lru_cache(maxsize=8)
+def _parse_file(path: str, ndim: int, mtime_ns: int, size: int) -> np.ndarray:
+    """Parses a file once per process (keyed by path, mtime and size); the array is read-only."""
+    del mtime_ns, size  # Only part of the cache key: a replaced file is parsed again.
+    return parse_idx(_read(Path(path)), name=path, expected_ndim=ndim)
+
+
 def load_idx_split(
     dataset: str,
     split: str,
@@ -195,7 +203,8 @@ def load_idx_split(
                     f"Fix: `apt-get install {_DEBIAN_PACKAGE[dataset]}`, or put the official IDX "
                     "files in a directory and set JAXSSL_DATA_DIR (or data_dir) to it."
                 )
-        arrays.append(parse_idx(_read(path), name=str(path), expected_ndim=ndim))
+        stat = path.stat()
+        arrays.append(_parse_file(str(path), ndim, stat.st_mtime_ns, stat.st_size))
     images, labels = arrays
     if images.shape[0] != labels.shape[0]:
         raise ValueError(
