@@ -1,0 +1,15 @@
+r"""PMSN (power-law prior) on Fashion-MNIST, CPU recipe: 2 x 28 px + 4 x 14 px views, 4-block ViT with 7 px patches.
+
+About 55 minutes of training on a 2-core CPU (wall-clock budget), then k-NN on the test set.
+Run:
+  python -m jaxssl.train --config configs/pmsn_fashion_mnist.py --workdir workdirs/pmsn_fmnist
+Expect: k-NN comparable to MSN on the balanced set.
+"""
+
+from jaxssl.train.recipes import fashion_mnist_cpu
+
+
+def get_config():
+    c = fashion_mnist_cpu("msn")
+    c.loss.prior = "power_law"
+    return c

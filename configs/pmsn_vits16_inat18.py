@@ -1,0 +1,16 @@
+r"""PMSN ViT-S/16 on iNaturalist-2018 (long-tailed), 300 epochs, prior: power_law.
+
+Needs the TFDS array_record build of i_naturalist2018 in $TFDS_DATA_DIR (prepared by the user).
+Run:
+  python -m jaxssl.train --config configs/pmsn_vits16_inat18.py --workdir workdirs/pmsn_inat18
+Expect: beats MSN's representations on this long-tailed set (PMSN's claim).
+"""
+
+from jaxssl.train.recipes import INAT18_TRAIN_SIZE, imagenet
+
+
+def get_config():
+    c = imagenet("msn", "vit_small", epochs=300, dataset="tfds:i_naturalist2018",
+                 dataset_size=INAT18_TRAIN_SIZE)
+    c.loss.prior = "power_law"
+    return c

@@ -1,0 +1,112 @@
+"""What every method provides to the shared train step.
+
+A method owns its Flax modules and turns a batch of augmented views into ``(loss, aux)``. The train
+step owns everything else (augmentation, gradients, optimiser, EMA teacher), so methods stay small.
+
+Batch statistics that feed EMA state (centres, cluster sizes) are returned as per-batch means in
+``aux["stats"]`` rather than folded in by the loss: the step averages them over micro-batches and
+calls :meth:`Method.update_state` once per optimiser step (METHODS.md section 0, gradient
+accumulation).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+Views = dict[str, jax.Array]  # "global": f32 [B, G, H, W, C], optional "local", "mask", ...
+
+
+class Method(abc.ABC):
+    """Interface of a pretraining method (DINO/iBOT, CARP, ExCB, MSN/PMSN)."""
+
+    name: str = ""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array, views: Views) -> tuple[Any, Any, dict]:
+        """Returns (params, batch_stats, method_state) initialised from example views."""
+
+    @abc.abstractmethod
+    def loss(
+        self,
+        params: Any,
+        batch_stats: Any,
+        teacher_params: Any,
+        teacher_batch_stats: Any,
+        method_state: dict,
+        views: Views,
+        hyper: dict[str, jax.Array],
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict]:
+        """Returns (loss, aux) with aux keys "metrics", "stats", "batch_stats",
+        "teacher_batch_stats"."""
+
+    def update_state(self, method_state: dict, stats: dict, hyper: dict) -> dict:
+        """Folds the step's averaged batch statistics into the EMA state (default: none)."""
+        del stats, hyper
+        return method_state
+
+    @abc.abstractmethod
+    def embed(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array:
+        """Backbone features [B, D] of normalised float images [B, H, W, C] (eval mode)."""
+
+    def prototypes(self, params: Any) -> jax.Array | None:
+        """The prototype / centroid matrix [K, D] when the method has one."""
+        return None
+
+    def assign(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array | None:
+        """Arg-max prototype of each image (eval mode) for cluster diagnostics, when defined."""
+        return None
+
+
+def flatten_views(x: jax.Array) -> jax.Array:
+    """[B, V, ...] -> [B * V, ...] so one backbone call handles all views of one resolution."""
+    return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
+
+
+def views_first(y: jax.Array, batch: int) -> jax.Array:
+    """[B * V, ...] (from :func:`flatten_views`) -> [V, B, ...], the losses' view-first layout.
+
+    >>> views_first(jnp.arange(6), 3).tolist()
+    [[0, 2, 4], [1, 3, 5]]
+    """
+    y = y.reshape((batch, y.shape[0] // batch) + y.shape[1:])
+    return jnp.swapaxes(y, 0, 1)
+
+
+def apply_with_stats(module, params, batch_stats, x, *, train: bool, rng=None, **kwargs):
+    """Applies a Flax module, threading BatchNorm statistics when training.
+
+    Returns ``(output, new_batch_stats)``; modules without BatchNorm pass ``{}`` through.
+    """
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    rngs = {"dropout": rng} if rng is not None else None
+    if train and batch_stats:
+        out, updates = module.apply(
+            variables, x, train=True, rngs=rngs, mutable=["batch_stats"], **kwargs
+        )
+        return out, updates["batch_stats"]
+    return module.apply(variables, x, train=train, rngs=rngs, **kwargs), batch_stats
+
+
+def koleo_term(method: Method, params: Any, cfg: ml_collections.ConfigDict):
+    """KoLeo-proto regulariser on the method's prototype matrix (METHODS.md section 2), or 0."""
+    from jaxssl.losses.koleo import koleo_proto_loss
+
+    weight = float(cfg.loss.koleo_weight)
+    protos = method.prototypes(params)
+    if weight == 0.0 or protos is None:
+        return jnp.zeros((), jnp.float32), weight
+    chunk = int(cfg.loss.koleo_chunk_size) or None
+    if chunk is not None and chunk >= protos.shape[0]:
+        chunk = None
+    return koleo_proto_loss(protos, chunk_size=chunk), weight

@@ -1,0 +1,56 @@
+"""Pieces several methods share: building the backbone and a backbone + head model."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(config: ml_collections.ConfigDict):
+    """The configured compute dtype (parameters always stay float32)."""
+    return DTYPES[config.model.dtype]
+
+
+def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
+    """The backbone named by ``config.model.backbone`` with the configured dtype and overrides."""
+    from jaxssl.models import create_backbone
+
+    kwargs = dict(config.model.backbone_kwargs)
+    kwargs.setdefault("dtype", compute_dtype(config))
+    if config.model.drop_path_rate:
+        kwargs.setdefault("drop_path_rate", config.model.drop_path_rate)
+    return create_backbone(config.model.backbone, **kwargs)
+
+
+def is_vit(backbone: nn.Module) -> bool:
+    """Whether the backbone takes patch tokens (MSN patch dropping, iBOT masking)."""
+    return hasattr(backbone, "patch_size")
+
+
+class BackboneHead(nn.Module):
+    """Backbone followed by a head; the backbone's ViT-only keyword arguments pass through."""
+
+    backbone: nn.Module
+    head: nn.Module
+
+    def __call__(self, x, *, train: bool = False, patches: bool = False, **backbone_kwargs):
+        if patches:
+            cls, tokens = self.backbone(
+                x, train=train, return_patch_tokens=True, **backbone_kwargs
+            )
+            return self.head(cls, train=train), self.head(tokens, train=train)
+        return self.head(self.backbone(x, train=train, **backbone_kwargs), train=train)
+
+    def features(self, x, *, train: bool = False):
+        return self.backbone(x, train=train)
+
+
+def teacher_confidence(logits: jax.Array, temperature: jax.Array) -> jax.Array:
+    """Mean over rows of the largest teacher probability: near 1/K means uniform collapse,
+    near 1 means a sharp (possibly one-cluster) teacher."""
+    probs = jax.nn.softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+    return jnp.mean(jnp.max(probs, axis=-1))

@@ -1,0 +1,143 @@
+"""The full configuration schema with defaults; every file in ``configs/`` starts from it.
+
+One ``ConfigDict`` holds every field the trainer reads, so a misspelt ``--config.x=y`` override
+fails loudly (ml_collections refuses unknown fields) and ``validate_config`` can check
+everything before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def view_augment(
+    *, blur_prob: float, solarize_prob: float = 0.0, saturation: float = 0.2,
+    jitter_prob: float = 0.8, grayscale_prob: float = 0.2, blur_sigma=(0.1, 2.0),
+    strength: float = 1.0,
+) -> ml_collections.ConfigDict:
+    """Photometric augmentation of one view (METHODS.md section 0); ``strength`` scales the jitter.
+
+    >>> view_augment(blur_prob=1.0).blur_prob
+    1.0
+    """
+    return ml_collections.ConfigDict(dict(
+        jitter_prob=jitter_prob, brightness=0.4 * strength, contrast=0.4 * strength,
+        saturation=saturation * strength, hue=0.1 * strength, grayscale_prob=grayscale_prob,
+        blur_prob=blur_prob, blur_sigma=tuple(blur_sigma), solarize_prob=solarize_prob,
+    ))
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults shared by every method; method configs override what they need.
+
+    >>> c = base_config()
+    >>> c.method, c.data.dataset, c.train.batch_size
+    ('excb', 'fashion_mnist', 128)
+    """
+    c = ml_collections.ConfigDict()
+    c.method = "excb"  # dino | ibot | carp | excb | msn (PMSN = msn with a power-law prior)
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict(dict(
+        backbone="vit_nano",
+        backbone_kwargs=ml_collections.ConfigDict(),
+        dtype="float32",  # compute dtype of backbone and heads: float32 | bfloat16
+        drop_path_rate=0.0,
+    ))
+    c.head = ml_collections.ConfigDict(dict(
+        num_prototypes=1024,
+        hidden_dim=2048,
+        bottleneck_dim=256,
+        num_layers=3,
+        use_bn=False,
+        norm_last_layer=True,
+    ))
+    # Loss hyper-parameters; methods read the fields that concern them.
+    c.loss = ml_collections.ConfigDict(dict(
+        student_temp=0.1,
+        teacher_temp=0.04,
+        warmup_teacher_temp=0.04,
+        warmup_teacher_temp_steps=0,
+        center_momentum=0.9,
+        # iBOT patch loss (method "ibot").
+        patch_loss_weight=1.0,
+        mask_ratio=(0.1, 0.5),
+        mask_probability=0.5,
+        # KoLeo-proto regulariser: any method with a prototype matrix.
+        koleo_weight=0.0,
+        koleo_chunk_size=4096,
+        # ExCB.
+        boost=1.01,
+        cluster_momentum=0.999,
+        kmeans_init=True,
+        kmeans_samples=4096,
+        kmeans_iters=20,
+        centroid_wd_scale=10.0,
+        # CARP.
+        block_size=512,
+        entropy_weight=1.0,
+        entropy_weight_end=1.0,
+        # MSN / PMSN.
+        prior="uniform",  # uniform | power_law
+        prior_exponent=0.25,
+        prior_direction="mean_to_prior",
+        sort_mean_probs=False,
+        regularization_weight=1.0,
+        sharpen_temperature=0.25,
+        sinkhorn_iters=3,
+        patch_drop=0.15,
+    ))
+    c.data = ml_collections.ConfigDict(dict(
+        dataset="fashion_mnist",
+        data_dir=None,
+        global_crops=ml_collections.ConfigDict(dict(num=2, size=28, scale=(0.4, 1.0))),
+        local_crops=ml_collections.ConfigDict(dict(num=4, size=16, scale=(0.1, 0.4))),
+        num_threads=2,
+        prefetch=2,
+        skip_corrupt=True,
+    ))
+    c.augment = ml_collections.ConfigDict(dict(
+        global1=view_augment(blur_prob=1.0),
+        global2=view_augment(blur_prob=0.1, solarize_prob=0.2),
+        local=view_augment(blur_prob=0.5),
+        # ExCB's released code inverts the blur probabilities (METHODS.md section 3 decision).
+        released_excb_blur=False,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+    ))
+    c.optim = ml_collections.ConfigDict(dict(
+        name="adamw",  # adamw | sgd | lars
+        lr=5e-4,  # per 256 images; scaled by batch_size / 256
+        min_lr=1e-6,
+        warmup_steps=0,
+        warmup_fraction=0.1,  # used when warmup_steps == 0
+        weight_decay=0.04,
+        weight_decay_end=0.4,
+        momentum=0.9,  # sgd / lars
+        grad_clip=3.0,  # 0 disables
+        freeze_prototypes_steps=0,
+    ))
+    c.ema = ml_collections.ConfigDict(dict(momentum=0.996, momentum_end=1.0))
+    c.train = ml_collections.ConfigDict(dict(
+        batch_size=128,  # global, across all devices and processes
+        num_steps=1000,
+        time_budget_s=0.0,  # > 0: fix num_steps from the measured step time (wall-clock budget)
+        grad_accum_steps=1,
+        log_every=20,
+        checkpoint_every=500,
+        keep_checkpoints=3,
+        online_knn_every=0,  # 0 disables the online k-NN probe
+        online_knn_train_size=5000,
+        online_knn_test_size=2000,
+        prototype_diag_every=200,
+        progress=True,
+    ))
+    c.eval = ml_collections.ConfigDict(dict(
+        final_knn=True,
+        knn_k=20,
+        knn_temperature=0.07,
+        knn_train_size=0,  # 0 = whole train split
+        batch_size=512,
+        plots=True,
+    ))
+    return c

@@ -1,0 +1,100 @@
+"""Evaluation at the end of a run (and the online probe): k-NN accuracy, cluster sizes, plots."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxssl.train.state import TrainState
+
+
+def _normalise_fn(config: ml_collections.ConfigDict):
+    from jaxssl.data.augment import normalize_images
+
+    mean, std = tuple(config.augment.mean), tuple(config.augment.std)
+    return lambda images: normalize_images(images, mean, std)
+
+
+def eval_batches(config: ml_collections.ConfigDict, split: str, limit: int = 0):
+    """Un-augmented batches of a split at the global-crop size; ``limit`` > 0 keeps the first
+    ``limit`` examples (for the online probe)."""
+    from jaxssl.data.pipeline import make_eval_iterator
+
+    bsz = int(config.eval.batch_size)
+    seen = 0
+    for batch in make_eval_iterator(config.data.dataset, split,
+                                    image_size=config.data.global_crops.size, batch_size=bsz,
+                                    data_dir=config.data.data_dir,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count()):
+        if limit:
+            valid = np.asarray(batch["valid"], bool).copy()
+            room = max(limit - seen, 0)
+            valid[np.cumsum(valid) > room] = False
+            batch = {**batch, "valid": valid}
+            seen += int(valid.sum())
+        yield batch
+        if limit and seen >= limit:
+            return
+
+
+def teacher_features(method, state: TrainState, config, split: str, mesh, limit: int = 0):
+    """Teacher-backbone features (eval mode) of a split: (features [N, D], labels [N])."""
+    from jaxssl.eval.features import extract_features
+
+    norm = _normalise_fn(config)
+    embed = jax.jit(lambda x: method.embed(state.teacher_params, state.teacher_batch_stats,
+                                           norm(x)))
+    return extract_features(embed, eval_batches(config, split, limit), mesh=mesh)
+
+
+def knn_accuracy(method, state: TrainState, config, mesh, *, train_limit: int = 0,
+                 test_limit: int = 0) -> dict:
+    """DINO-protocol weighted k-NN (k, temperature from ``config.eval``) of teacher features."""
+    from jaxssl.eval.knn import knn_classify
+
+    train_x, train_y = teacher_features(method, state, config, "train", mesh, train_limit)
+    test_x, test_y = teacher_features(method, state, config, "test", mesh, test_limit)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    return knn_classify(train_x, train_y, test_x, test_y, num_classes=num_classes,
+                        k=int(config.eval.knn_k), temperature=float(config.eval.knn_temperature))
+
+
+def cluster_sizes(method, state: TrainState, config, split: str = "test") -> np.ndarray | None:
+    """Relative cluster sizes K * n_k / N of the teacher's arg-max over a split, or None."""
+    if method.prototypes(state.teacher_params) is None:
+        return None
+    norm = _normalise_fn(config)
+    assign = jax.jit(lambda x: method.assign(state.teacher_params, state.teacher_batch_stats,
+                                             norm(x)))
+    k = int(config.head.num_prototypes)
+    counts = np.zeros(k, np.int64)
+    for batch in eval_batches(config, split):
+        a = np.asarray(assign(jnp.asarray(batch["image"])))[np.asarray(batch["valid"], bool)]
+        counts += np.bincount(a, minlength=k)
+    return k * counts / max(counts.sum(), 1)
+
+
+def write_report_and_plots(workdir: str, report: dict, sizes: np.ndarray | None) -> list[str]:
+    """Writes ``report.json`` and the PNG plots (loss curve, sorted cluster sizes)."""
+    from jaxssl.eval import plots
+
+    written = []
+    with open(os.path.join(workdir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+    written.append(os.path.join(workdir, "report.json"))
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(metrics):
+        path = os.path.join(workdir, "loss_curve.png")
+        plots.plot_metric_curves(metrics, ["loss"], path)
+        written.append(path)
+    if sizes is not None:
+        path = os.path.join(workdir, "cluster_sizes.png")
+        plots.plot_relative_cluster_sizes(sizes, path)
+        written.append(path)
+    return written

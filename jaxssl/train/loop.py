@@ -1,0 +1,219 @@
+"""``train(config, workdir)``: the pretraining loop around the jitted step.
+
+It validates the config, builds the mesh, method, optimiser and data, restores the newest
+checkpoint in the workdir when there is one, and then runs the step with logging, periodic and
+preemption checkpoints, a NaN guard and (optionally) a wall-clock budget. At the end it saves,
+evaluates the teacher with k-NN, and writes ``report.json`` and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxssl.methods.registry import build_method
+from jaxssl.train import mesh as mesh_lib
+from jaxssl.train.checkpoint import Checkpointer, abstract_like
+from jaxssl.train.hyper import hyperparams
+from jaxssl.train.init_state import create_train_state
+from jaxssl.train.metrics_log import MetricsLogger
+from jaxssl.train.optim import make_optimizer
+from jaxssl.train.step import make_train_step
+from jaxssl.train.validate import validate_config
+
+# Steps timed to size a wall-clock budget: after compilation the first steps run slow
+# (CALIBRATION.md), so the budget is fixed from steps [_BUDGET_FROM, _BUDGET_TO).
+_BUDGET_FROM, _BUDGET_TO = 5, 15
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped on a NaN/Inf loss; the last good checkpoint is left intact."""
+
+
+class _StopFlag:
+    """Turns SIGTERM / SIGINT (preemption, Ctrl-C) into a save-and-exit at the next step."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _ibot_mask(config, method, step: int, local_batch: int) -> np.ndarray:
+    from jaxssl.data.masks import ibot_masks
+
+    g = config.data.global_crops
+    side = g.size // method.model.backbone.patch_size
+    seed = config.seed * 1_000_003 + jax.process_index()
+    lcfg = config.loss
+    return ibot_masks(seed, step, local_batch, g.num, (side, side),
+                      ratio_range=tuple(lcfg.mask_ratio), mask_probability=lcfg.mask_probability)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | None = None
+          ) -> dict:
+    """Pretrains ``config.method`` in ``workdir`` (resuming from its newest checkpoint).
+
+    ``stop_after`` stops (with a checkpoint) once that many steps are done in total, as a
+    preemption would; tests use it to check that resuming reproduces an uninterrupted run.
+    Returns a summary dict (steps, images/s, final k-NN accuracy when evaluated).
+    """
+    from jaxssl.data.delivery import to_global_batch
+    from jaxssl.data.pipeline import make_train_iterator
+
+    mesh_lib.maybe_initialize_distributed()
+    validate_config(config)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+    mesh = mesh_lib.make_data_mesh()
+    rep = mesh_lib.replicated(mesh)
+    method = build_method(config)
+    tx = make_optimizer(config.optim)
+    key = jax.random.key(config.seed)
+    k_init, k_step, k_kmeans = jax.random.split(key, 3)
+
+    state = jax.jit(lambda k: create_train_state(method, config, tx, k, config.train.num_steps),
+                    out_shardings=rep)(k_init)
+    data_it = make_train_iterator(config.data, global_batch_size=config.train.batch_size,
+                                  seed=config.seed, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    resumed = ckpt.latest_step() is not None
+    if resumed:
+        state = ckpt.restore(abstract_like(state, rep), data_it)
+        print(f"Resumed from {ckpt.path(ckpt.latest_step())} at step {int(state.step)}.")
+    elif config.method == "excb" and config.loss.kmeans_init:
+        from jaxssl.train.excb_init import kmeans_init_centroids
+
+        state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans), rep)
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    step_fn = make_train_step(method, config, tx)
+    step = int(state.step)
+    total = int(state.total_steps)
+    budget = float(config.train.time_budget_s) if not resumed else 0.0
+    local_batch = config.train.batch_size // jax.process_count()
+    log = MetricsLogger(workdir, total_steps=total, batch_size=config.train.batch_size,
+                        initial_step=step, progress=config.train.progress, enabled=is_main)
+    t_start = time.perf_counter()
+    t_budget_from = None
+    last_saved = ckpt.latest_step()
+    summary = {"resumed": resumed}
+    images_per_s = float("nan")
+
+    def save(at: int) -> None:
+        nonlocal last_saved
+        if last_saved != at:
+            ckpt.save(at, state, data_it, config)
+            last_saved = at
+
+    with _StopFlag() as stop:
+        while step < total:
+            batch = next(data_it)
+            if config.method == "ibot":
+                batch = {**batch, "mask": _ibot_mask(config, method, step, local_batch)}
+            batch = to_global_batch(batch, mesh)
+            hyper = hyperparams(config, step, total)
+            state, metrics = step_fn(state, batch, hyper, k_step)
+            step += 1
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                where = ckpt.path(last_saved) if last_saved is not None else "none saved yet"
+                log.close()
+                raise NonFiniteLossError(
+                    f"loss is {loss} at step {step}; stopping. The last good checkpoint "
+                    f"({where}) is intact; lower optim.lr or check the data.")
+            log.advance()
+            if budget and step == _BUDGET_FROM:
+                t_budget_from = time.perf_counter()
+            if budget and step == _BUDGET_TO and t_budget_from is not None:
+                per_step = (time.perf_counter() - t_budget_from) / (_BUDGET_TO - _BUDGET_FROM)
+                left = budget - (time.perf_counter() - t_start)
+                total = max(step + 1, min(total, step + int(left / per_step)))
+                state = state.replace(total_steps=jax.device_put(jnp.int32(total), rep))
+                log.set_total(total)
+                print(f"Wall-clock budget {budget:.0f} s: {per_step * 1e3:.0f} ms/step, "
+                      f"planning {total} steps.")
+            if step % config.train.log_every == 0 or step == total:
+                images_per_s = log.images_per_second(step)
+                row = {k: v for k, v in jax.device_get(metrics).items()}
+                row["images_per_s"] = images_per_s
+                if config.train.prototype_diag_every and (
+                        step % config.train.prototype_diag_every == 0 or step == total):
+                    protos = method.prototypes(state.teacher_params)
+                    if protos is not None:
+                        from jaxssl.losses.koleo import count_unique_prototypes
+
+                        row["unique_prototypes_1e-2"] = int(
+                            count_unique_prototypes(protos, 1e-2))
+                if config.train.online_knn_every and step % config.train.online_knn_every == 0:
+                    from jaxssl.train.final_eval import knn_accuracy
+
+                    row["online_knn_top1"] = knn_accuracy(
+                        method, state, config, mesh,
+                        train_limit=config.train.online_knn_train_size,
+                        test_limit=config.train.online_knn_test_size)["top1"]
+                log.write(step, row)
+            if step % config.train.checkpoint_every == 0:
+                save(step)
+            if stop.signum is not None or (stop_after is not None and step >= stop_after):
+                save(step)
+                why = f"signal {stop.signum}" if stop.signum is not None else "stop_after"
+                print(f"Stopped at step {step} ({why}); checkpoint {ckpt.path(step)}. "
+                      "Run the same command again to resume.")
+                log.close()
+                ckpt.close()
+                return {**summary, "step": step, "stopped": True, "state": state}
+        save(step)
+    log.close()
+    summary.update(step=step, stopped=False, images_per_s=images_per_s,
+                   train_seconds=time.perf_counter() - t_start, state=state)
+
+    if config.eval.final_knn:
+        from jaxssl.train.final_eval import cluster_sizes, knn_accuracy, write_report_and_plots
+
+        t0 = time.perf_counter()
+        acc = knn_accuracy(method, state, config, mesh,
+                           train_limit=int(config.eval.knn_train_size))
+        sizes = cluster_sizes(method, state, config)
+        report = {"method": config.method, "dataset": config.data.dataset, "steps": step,
+                  "knn_top1": acc["top1"], "knn_top5": acc["top5"],
+                  "train_seconds": summary["train_seconds"], "images_per_s": images_per_s,
+                  "eval_seconds": time.perf_counter() - t0}
+        if sizes is not None:
+            report.update(min_relative_cluster_size=float(sizes.min()),
+                          max_relative_cluster_size=float(sizes.max()),
+                          empty_cluster_fraction=float(np.mean(sizes == 0)))
+        if is_main:
+            written = write_report_and_plots(workdir, report, sizes if config.eval.plots else None)
+            print(json.dumps({k: v for k, v in report.items()}, indent=2))
+            print(f"k-NN top-1 (k={config.eval.knn_k}) on {config.data.dataset} test: "
+                  f"{100 * acc['top1']:.2f}%  |  wrote {', '.join(written)}")
+        summary.update(knn_top1=acc["top1"], knn_top5=acc["top5"], report=report)
+    ckpt.close()
+    return summary

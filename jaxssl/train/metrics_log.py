@@ -1,0 +1,88 @@
+"""Metrics as JSON lines and TensorBoard events in the workdir, plus a progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+
+class MetricsLogger:
+    """Writes ``<workdir>/metrics.jsonl`` and TensorBoard events in ``<workdir>/tensorboard``.
+
+    Only process 0 writes. The JSONL file is appended to, so a resumed run continues the curve.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> log = MetricsLogger(d, total_steps=10, batch_size=4, progress=False)
+    >>> log.write(1, {"loss": 1.5})
+    >>> log.close()
+    >>> open(os.path.join(d, "metrics.jsonl")).read().strip()
+    '{"step": 1, "loss": 1.5}'
+    """
+
+    def __init__(self, workdir: str, *, total_steps: int, batch_size: int, initial_step: int = 0,
+                 progress: bool = True, enabled: bool = True):
+        self.enabled = enabled
+        self.batch_size = batch_size
+        self.total_steps = total_steps
+        self._bar = None
+        self._tb = None
+        self._file = None
+        self._last = (time.perf_counter(), initial_step)
+        if not enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self._file = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        if progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
+                             dynamic_ncols=True, mininterval=1.0)
+
+    def set_total(self, total_steps: int) -> None:
+        """Updates the ETA once a wall-clock budget has fixed the step count."""
+        self.total_steps = total_steps
+        if self._bar is not None:
+            self._bar.total = total_steps
+            self._bar.refresh()
+
+    def images_per_second(self, step: int) -> float:
+        now = time.perf_counter()
+        t0, s0 = self._last
+        self._last = (now, step)
+        return (step - s0) * self.batch_size / max(now - t0, 1e-9)
+
+    def write(self, step: int, metrics: dict) -> None:
+        """Logs scalar metrics of ``step`` (NaN and Inf are written as strings in the JSONL)."""
+        if not self.enabled:
+            return
+        row = {"step": int(step)}
+        for k, v in metrics.items():
+            v = float(np.asarray(v))
+            row[k] = v if math.isfinite(v) else str(v)
+            self._tb.add_scalar(k, v, int(step))
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._bar is not None:
+            shown = {k: row[k] for k in ("loss", "images_per_s") if k in row}
+            self._bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v
+                                   for k, v in shown.items()})
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._file is not None:
+            self._file.close()

@@ -1,0 +1,159 @@
+"""Method presets that the files in ``configs/`` start from.
+
+Two families: the paper recipes of METHODS.md (ImageNet-scale, ResNet-50 / ViT-S/16) and CPU
+recipes on Fashion-MNIST sized for a 2-core machine (a matmul-bound ViT: XLA:CPU runs matmuls
+~10x faster than convolutions, CALIBRATION.md).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxssl.train.defaults import base_config, view_augment
+
+IMAGENET_TRAIN_SIZE = 1_281_167
+INAT18_TRAIN_SIZE = 437_513
+FASHION_MNIST_TRAIN_SIZE = 60_000
+
+
+def steps_for(epochs: float, dataset_size: int, batch_size: int) -> int:
+    """Optimiser steps in ``epochs`` passes over ``dataset_size`` images.
+
+    >>> steps_for(1, 60_000, 256)
+    234
+    """
+    return max(1, int(epochs * dataset_size // batch_size))
+
+
+def _method_defaults(c: ml_collections.ConfigDict, method: str) -> None:
+    """Method-specific heads, temperatures and optimisers shared by both families."""
+    c.method = "ibot" if method == "ibot" else method
+    if method in ("dino", "ibot"):
+        c.loss.warmup_teacher_temp, c.loss.teacher_temp = 0.04, 0.07
+    elif method == "excb":
+        c.loss.teacher_temp = c.loss.warmup_teacher_temp = 0.04
+    elif method == "carp":
+        c.optim.name = "lars"
+        c.optim.grad_clip = 0.0
+    elif method == "msn":
+        c.loss.student_temp = 0.1
+        c.augment.global1 = view_augment(blur_prob=1.0, strength=0.5)
+        c.augment.global2 = view_augment(blur_prob=0.1, strength=0.5)
+        c.augment.local = view_augment(blur_prob=0.5, strength=0.5)
+
+
+def fashion_mnist_cpu(method: str, *, minutes: float = 55.0) -> ml_collections.ConfigDict:
+    """A Fashion-MNIST recipe for a 2-core CPU: 28 px globals, 14 px locals, a 4-block ViT with
+    7 px patches, K = 512 prototypes, wall-clock budget ``minutes`` of training.
+
+    >>> c = fashion_mnist_cpu("carp")
+    >>> c.method, c.optim.name, c.data.global_crops.size
+    ('carp', 'lars', 28)
+    """
+    c = base_config()
+    _method_defaults(c, method)
+    c.model.backbone = "vit_nano"
+    c.model.backbone_kwargs = ml_collections.ConfigDict(dict(patch_size=7, depth=4))
+    c.head.update(num_prototypes=512, hidden_dim=512, bottleneck_dim=128)
+    c.data.global_crops.update(num=2, size=28, scale=(0.35, 1.0))
+    c.data.local_crops.update(num=4, size=14, scale=(0.1, 0.35))
+    # Small grayscale images: milder blur, no colour to jitter beyond brightness/contrast.
+    for view in ("global1", "global2", "local"):
+        c.augment[view].blur_sigma = (0.1, 1.0)
+    c.augment.mean, c.augment.std = (0.286, 0.286, 0.286), (0.353, 0.353, 0.353)
+    c.train.batch_size = 256
+    c.train.num_steps = 100_000  # an upper bound; the wall-clock budget sets the real length
+    c.train.time_budget_s = 60.0 * minutes
+    c.train.log_every = 25
+    c.train.checkpoint_every = 500
+    c.train.prototype_diag_every = 250
+    c.optim.warmup_fraction = 0.05
+    c.optim.lr = 1e-3 if c.optim.name == "adamw" else c.optim.lr
+    c.ema.momentum = 0.99
+    c.loss.warmup_teacher_temp_steps = 200
+    c.loss.kmeans_samples = 4096
+    c.loss.block_size = 64
+    c.loss.patch_drop = 0.15
+    if method == "msn":
+        c.loss.sort_mean_probs = False
+    if method == "carp":
+        c.optim.lr = 0.3
+        c.optim.weight_decay = c.optim.weight_decay_end = 1e-6
+    c.eval.batch_size = 1000
+    return c
+
+
+def imagenet(method: str, backbone: str, *, epochs: int, batch_size: int = 1024,
+             dataset: str = "tfds:imagenet2012", dataset_size: int = IMAGENET_TRAIN_SIZE
+             ) -> ml_collections.ConfigDict:
+    """The paper recipe of ``method`` with ``backbone`` ("resnet50" or "vit_small").
+
+    >>> c = imagenet("dino", "vit_small", epochs=800)
+    >>> c.head.num_prototypes, c.data.global_crops.size, c.data.local_crops.num
+    (65536, 224, 8)
+    """
+    c = base_config()
+    _method_defaults(c, method)
+    vit = backbone.startswith("vit")
+    c.model.backbone = backbone
+    c.model.backbone_kwargs = ml_collections.ConfigDict(dict(patch_size=16) if vit else {})
+    c.model.dtype = "bfloat16"
+    c.model.drop_path_rate = 0.1 if vit else 0.0
+    c.data.dataset = dataset
+    c.data.global_crops.update(num=2, size=224, scale=(0.25, 1.0))
+    c.data.local_crops.update(num=8, size=96, scale=(0.05, 0.25))
+    c.data.num_threads = 16
+    c.augment.global1.saturation = c.augment.global2.saturation = 0.2
+    c.train.batch_size = batch_size
+    steps_per_epoch = steps_for(1, dataset_size, batch_size)
+    c.train.num_steps = epochs * steps_per_epoch
+    c.train.log_every = 100
+    c.train.checkpoint_every = 2 * steps_per_epoch
+    c.train.prototype_diag_every = steps_per_epoch
+    c.eval.batch_size = 1024
+    c.eval.knn_train_size = 0
+    c.optim.update(name="adamw", lr=5e-4, min_lr=1e-6, warmup_steps=10 * steps_per_epoch,
+                   weight_decay=0.04, weight_decay_end=0.4, grad_clip=3.0)
+    c.head.update(num_prototypes=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3,
+                  use_bn=not vit)
+    c.ema.update(momentum=0.996, momentum_end=1.0)
+
+    if method in ("dino", "ibot"):
+        c.optim.freeze_prototypes_steps = steps_per_epoch
+        c.loss.warmup_teacher_temp_steps = 30 * steps_per_epoch
+        if not vit:  # DINO ResNet-50 reference: SGD, constant wd 1e-4, smaller crops.
+            c.optim.update(name="sgd", lr=0.03, weight_decay=1e-4, weight_decay_end=1e-4,
+                           grad_clip=0.0)
+            c.data.global_crops.scale = (0.14, 1.0)
+            c.data.local_crops.scale = (0.05, 0.14)
+        if method == "ibot":
+            c.head.num_prototypes = 8192
+            c.data.local_crops.update(num=10, size=96, scale=(0.05, 0.25))
+            c.loss.mask_ratio, c.loss.mask_probability = (0.1, 0.5), 0.5
+    elif method == "excb":
+        c.data.local_crops.update(num=6, size=96, scale=(0.05, 0.14))
+        c.data.global_crops.scale = (0.14, 1.0)
+        c.head.use_bn = not vit
+        if vit:
+            c.optim.update(lr=2e-3 * 256 / batch_size)
+        else:
+            c.optim.update(name="sgd", lr=0.6 * 256 / batch_size, weight_decay=1e-4,
+                           weight_decay_end=1e-4, grad_clip=0.0)
+            c.ema.momentum = 0.99
+    elif method == "carp":
+        c.head.update(hidden_dim=2048, bottleneck_dim=256)
+        c.loss.block_size = 512
+        c.data.global_crops.scale = (0.2, 1.0)
+        c.data.local_crops.update(num=6, size=96, scale=(0.05, 0.2))
+        c.optim.update(name="lars", lr=0.45, weight_decay=1e-6, weight_decay_end=1e-6,
+                       grad_clip=0.0)
+        c.ema.momentum = 0.99
+    elif method == "msn":
+        c.head.update(num_prototypes=1024, hidden_dim=2048, bottleneck_dim=256)
+        c.data.global_crops.scale = (0.3, 1.0)
+        c.data.local_crops.update(num=10, size=96, scale=(0.05, 0.3))
+        c.optim.update(lr=1e-3 * 256 / batch_size, warmup_steps=15 * steps_per_epoch)
+        c.loss.patch_drop = 0.15
+        for view in ("global1", "global2", "local"):
+            c.augment[view].solarize_prob = 0.0
+    return c

@@ -1,0 +1,124 @@
+"""The one jitted, sharded train step shared by every method.
+
+In order: on-device photometric augmentation from the step key; the method's student and teacher
+forward passes and loss; gradients (summed over micro-batches); the optax update; the EMA teacher;
+the method-state update. Batch arrays are global ``jax.Array``s sharded over the mesh's ``data``
+axis and the state is replicated, so GSPMD makes every batch statistic global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxssl.data.augment import ViewAugment, augment_views
+from jaxssl.methods.base import Method
+from jaxssl.train import optim
+from jaxssl.train.state import TrainState, ema_update
+
+
+def view_augments(config: ml_collections.ConfigDict) -> tuple[tuple, tuple]:
+    """Per-view photometric settings (global views, local views) from ``config.augment``.
+
+    View 0 uses ``augment.global1``, every further global view ``augment.global2``, locals
+    ``augment.local``. ``released_excb_blur`` reproduces the ExCB code's inverted blur
+    probabilities (first global never, second 0.9, locals never).
+    """
+    a = config.augment
+
+    def make(cfg, blur=None):
+        d = dict(cfg)
+        if blur is not None:
+            d["blur_prob"] = blur
+        d["blur_sigma"] = tuple(d["blur_sigma"])
+        return ViewAugment(mean=tuple(a.mean), std=tuple(a.std), **d)
+
+    inverted = a.released_excb_blur
+    g = config.data.global_crops.num
+    glob = tuple(make(a.global1 if i == 0 else a.global2,
+                      (0.0 if i == 0 else 0.9) if inverted else None) for i in range(g))
+    loc = tuple(make(a.local, 0.0 if inverted else None)
+                for _ in range(config.data.local_crops.num))
+    return glob, loc
+
+
+def augment_batch(key: jax.Array, batch: dict, augments: tuple[tuple, tuple]) -> dict:
+    """uint8 crops -> normalised float32 views, photometric augmentation on device."""
+    k_g, k_l = jax.random.split(key)
+    views = {"global": augment_views(k_g, batch["global"], augments[0])}
+    if augments[1]:
+        views["local"] = augment_views(k_l, batch["local"], augments[1])
+    if "mask" in batch:
+        views["mask"] = batch["mask"]
+    return views
+
+
+def _micro(tree: dict, i: int, n: int) -> dict:
+    """Micro-batch ``i`` of ``n``: rows i, i + n, ... (strided, so each device keeps its rows)."""
+    def take(x):
+        return x.reshape((x.shape[0] // n, n) + x.shape[1:])[:, i]
+    return jax.tree.map(take, tree)
+
+
+def _mean(trees: list):
+    return jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)
+
+
+def make_train_step(
+    method: Method, config: ml_collections.ConfigDict, tx: optax.GradientTransformation
+) -> Callable[[TrainState, dict, dict, jax.Array], tuple[TrainState, dict]]:
+    """Builds ``train_step(state, batch, hyper, key) -> (state, metrics)``, jitted with the state
+    donated. ``hyper`` is :func:`jaxssl.train.hyper.hyperparams` of the current step.
+
+    With ``train.grad_accum_steps = n`` the batch is split into n micro-batches whose gradients
+    are averaged; centres, cluster sizes and BatchNorm statistics advance once, from the average
+    of the micro-batch statistics, and the EMA teacher once.
+    """
+    augments = view_augments(config)
+    n_micro = int(config.train.grad_accum_steps)
+
+    def loss_fn(params, state: TrainState, views, hyper, key):
+        return method.loss(params, state.batch_stats, state.teacher_params,
+                           state.teacher_batch_stats, state.method_state, views, hyper, key)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state: TrainState, batch: dict, hyper: dict, key: jax.Array):
+        key = jax.random.fold_in(key, state.step)
+        k_aug, k_loss = jax.random.split(key)
+        views = augment_batch(k_aug, batch, augments)
+        outs = []
+        for i in range(n_micro):
+            micro = views if n_micro == 1 else _micro(views, i, n_micro)
+            outs.append(grad_fn(state.params, state, micro, hyper,
+                                jax.random.fold_in(k_loss, i)))
+        loss = _mean([o[0][0] for o in outs])
+        aux = _mean([o[0][1] for o in outs])
+        grads = _mean([o[1] for o in outs])
+
+        grads = optim.zero_prototype_grads(grads, hyper["freeze_prototypes"])
+        opt_state = optim.set_hyperparams(
+            state.opt_state, learning_rate=hyper["learning_rate"],
+            weight_decay=hyper["weight_decay"], prototype_decay=hyper["prototype_decay"])
+        updates, opt_state = tx.update(grads, opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        teacher = ema_update(state.teacher_params, params, hyper["ema_momentum"])
+        method_state = method.update_state(state.method_state, aux["stats"], hyper)
+
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.global_norm(grads),
+            **{k: jnp.asarray(v, jnp.float32) for k, v in aux["metrics"].items()},
+            **{k: jnp.asarray(v, jnp.float32) for k, v in hyper.items()},
+        }
+        new_state = state.replace(
+            step=state.step + 1, params=params, batch_stats=aux["batch_stats"],
+            teacher_params=teacher, teacher_batch_stats=aux["teacher_batch_stats"],
+            opt_state=opt_state, method_state=method_state)
+        return new_state, metrics
+
+    return jax.jit(train_step, donate_argnums=(0,))
