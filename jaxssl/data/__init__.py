@@ -1,4 +1,19 @@
-"""jaxssl.data: grain sources, dataset specs, multi-crop input pipelines and batch delivery."""
+"""jaxssl.data: grain sources, dataset specs, multi-crop input pipelines and batch delivery.
+
+Trainer contract::
+
+    validate_data_config(cfg.data)                      # before compiling anything
+    it = make_train_iterator(cfg.data, global_batch_size=GB, seed=seed,
+                             process_index=jax.process_index(),
+                             process_count=jax.process_count())
+    batch = to_global_batch(next(it), mesh)
+    # {"global": uint8 [GB, G, Hg, Wg, 3], "local": uint8 [GB, L, Hl, Wl, 3] (only when L > 0),
+    #  "label": int32 [GB], "index": int64 [GB]}
+
+Iterator state goes into the same orbax ``CheckpointManager`` step as the train state, as a
+``Composite`` item built with ``iterator_save_args(it)`` / ``iterator_restore_args(it)`` (see
+``jaxssl.data.checkpoint``).
+"""
 
 from jaxssl.data.checkpoint import (
     iterator_checkpoint_handler,
