@@ -1,8 +1,9 @@
 """KoLeo differential-entropy regulariser and the unique-prototype count.
 
-Sablayrolles et al., "Spreading vectors for similarity search" (ICLR 2019), eq. (4): the
-Kozachenko-Leonenko estimator of the differential entropy of n points on the sphere gives the
-regulariser ``L_KoLeo = -1/n sum_i log(rho_{n,i})`` with ``rho_{n,i} = min_{j != i} |x_i - x_j|``.
+Sablayrolles et al., "Spreading vectors for similarity search" (ICLR 2019): the
+Kozachenko-Leonenko estimator of the differential entropy of n points on the sphere gives their
+KoLeo regulariser ``L_koleo = -1/n sum_i log(rho_{n,i})`` with
+``rho_{n,i} = min_{j != i} |x_i - x_j|``.
 Govindarajan et al., "On Partial Prototype Collapse in the DINO Family of Self-Supervised Methods"
 (2024) apply it to the L2-normalised prototype rows (KoLeo-proto, ``L_KP`` with ``eps = 1e-8``)
 so that prototypes do not collapse onto each other; the number of distinct prototypes is their
@@ -12,6 +13,9 @@ Nearest neighbours are searched without gradient (the arg-min is not differentia
 is). Candidates are the ``_NUM_CANDIDATES`` largest cosines of each row (float32 ``HIGHEST``
 precision), and the neighbour is the candidate at the smallest distance computed directly as
 ``|x_i - x_j|``, because ``1 - cos`` rounds to 0 in float32 below distances of about ``2e-4``.
+The neighbour is therefore exact unless more than ``_NUM_CANDIDATES`` other rows tie at float32
+cosine resolution (all within about ``2e-4``), where the chosen distance can exceed the true one by
+at most that much.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def _nearest_neighbours(xn: jax.Array, chunk_size: int | None) -> jax.Array:
 def koleo_loss(
     x: jax.Array, *, eps: float = 1e-8, chunk_size: int | None = None
 ) -> jax.Array:
-    """KoLeo estimator (Sablayrolles et al. 2019, eq. (4)): ``-mean_i log(d_i + eps)``.
+    """KoLeo regulariser ``L_koleo`` (Sablayrolles et al. 2019): ``-mean_i log(d_i + eps)``.
 
     ``d_i = min_{j != i} |x_i / |x_i| - x_j / |x_j||``. Rows are L2-normalised inside (a zero row
     stays zero). The nearest-neighbour index is chosen without gradient; the distance to it is
@@ -116,7 +120,7 @@ def koleo_proto_loss(
 ) -> jax.Array:
     """KoLeo-proto regulariser ``L_KP`` (Govindarajan et al. 2024) on the prototype matrix.
 
-    The KoLeo estimator of :func:`koleo_loss` (Sablayrolles et al. 2019, eq. (4)) applied to the
+    The KoLeo estimator of :func:`koleo_loss` (``L_koleo``, Sablayrolles et al. 2019) applied to the
     L2-normalised prototype rows: ``-1/K sum_k log(min_{l != k} |w_k - w_l| + eps)``.
 
     Args:
