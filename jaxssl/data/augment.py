@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 __all__ = [
+    "JitterParams",
     "ViewAugment",
     "adjust_brightness",
     "adjust_contrast",
@@ -27,6 +28,7 @@ __all__ = [
     "adjust_saturation",
     "augment_image",
     "augment_views",
+    "color_jitter",
     "default_blur_kernel_size",
     "gaussian_blur",
     "gaussian_kernel_1d",
@@ -39,6 +41,7 @@ __all__ = [
     "random_solarize",
     "rgb_to_grayscale",
     "rgb_to_hsv",
+    "sample_jitter_params",
     "solarize",
 ]
 
@@ -381,6 +384,96 @@ def normalize_images(
 # Random ops on one float image [H, W, 3], each applied with a probability.
 
 
+class JitterParams(NamedTuple):
+    """One draw of colour-jitter parameters (scalars, or batched under vmap).
+
+    Attributes:
+      order: int32 [4], a permutation of (0 brightness, 1 contrast, 2 saturation, 3 hue).
+      brightness, contrast, saturation: blend factors.
+      hue: hue shift in turns.
+    """
+
+    order: jax.Array
+    brightness: jax.Array
+    contrast: jax.Array
+    saturation: jax.Array
+    hue: jax.Array
+
+
+def sample_jitter_params(
+    key: jax.Array,
+    *,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.2,
+    hue: float = 0.1,
+) -> JitterParams:
+    """Draws torchvision-ColorJitter parameters: a random order and the four factors.
+
+    Factors are uniform in [max(0, 1 - s), 1 + s] for strength s; the hue shift is uniform in
+    [-hue, hue]; the order is a uniformly random permutation.
+
+    >>> p = sample_jitter_params(jax.random.key(0), brightness=0.0)
+    >>> sorted(p.order.tolist()), float(p.brightness)
+    ([0, 1, 2, 3], 1.0)
+    """
+    # One draw of 8 uniforms (one threefry call keeps the traced graph small): 3 factors, the
+    # hue shift, and 4 i.i.d. sort keys whose argsort is a uniformly random permutation.
+    u = jax.random.uniform(key, (8,))
+
+    def factor(v: jax.Array, strength: float) -> jax.Array:
+        low = max(0.0, 1.0 - strength)
+        return low + v * (1.0 + strength - low)
+
+    return JitterParams(
+        order=jnp.argsort(u[4:]).astype(jnp.int32),
+        brightness=factor(u[0], brightness),
+        contrast=factor(u[1], contrast),
+        saturation=factor(u[2], saturation),
+        hue=(2.0 * u[3] - 1.0) * hue,
+    )
+
+
+def color_jitter(image: jax.Array, params: JitterParams) -> jax.Array:
+    """Applies brightness, contrast, saturation and hue to one image in the order `params.order`.
+
+    >>> img = jnp.array([[[0.2, 0.4, 0.6]]])
+    >>> p = JitterParams(jnp.array([3, 2, 1, 0]), 1.5, 1.0, 1.0, 0.0)
+    >>> print(color_jitter(img, p)[0, 0].round(3))
+    [0.3 0.6 0.9]
+    """
+    order = jnp.asarray(params.order)
+    # Hue (the only costly op: an HSV round trip) is computed once. The three cheap ops are
+    # applied at the positions before the hue in the permutation, then hue, then the positions
+    # after it; every op still runs exactly once, in the permuted order.
+    hue_pos = jnp.argmax(order == 3)
+    x = _blend_pass(image, params, active=[pos < hue_pos for pos in range(4)])
+    x = adjust_hue(x, params.hue)
+    return _blend_pass(x, params, active=[pos > hue_pos for pos in range(4)])
+
+
+def _blend_pass(image: jax.Array, params: JitterParams, active: list[jax.Array]) -> jax.Array:
+    """The brightness/contrast/saturation ops of `params.order` at the active positions.
+
+    All three are one blend f * x + (1 - f) * other, with other = 0, mean(gray(x)) or gray(x), so
+    each position is a single select-then-blend (a much smaller XLA graph than three candidates).
+    """
+    order = jnp.asarray(params.order)
+    factors = jnp.stack(
+        [jnp.asarray(params.brightness), jnp.asarray(params.contrast),
+         jnp.asarray(params.saturation), jnp.ones(())]
+    ).astype(image.dtype)
+    x = image
+    for pos in range(4):
+        op = order[pos]
+        gray = _luma(x)[..., None]
+        mean = jnp.mean(gray, axis=(-3, -2), keepdims=True)
+        other = jnp.where(op == 0, 0.0, jnp.where(op == 1, mean, gray))
+        y = _blend(x, other, factors[op])
+        x = jnp.where(active[pos] & (op != 3), y, x)
+    return x
+
+
 def random_color_jitter(
     key: jax.Array,
     image: jax.Array,
@@ -393,44 +486,21 @@ def random_color_jitter(
 ) -> jax.Array:
     """Colour jitter with probability `prob`: the four adjustments in a random order.
 
-    Factors are uniform in [max(0, 1 - s), 1 + s] for strength s, the hue shift uniform in
-    [-hue, hue]; the order is a random permutation, as torchvision's ColorJitter.
+    The parameters are `sample_jitter_params(split(key)[1], ...)`, as torchvision's ColorJitter.
 
     >>> img = jnp.full((2, 2, 3), 0.5)
     >>> out = random_color_jitter(jax.random.key(0), img, prob=0.0)
     >>> bool(jnp.all(out == img))
     True
     """
-    k_apply, k_order, k_b, k_c, k_s, k_h = jax.random.split(key, 6)
-
-    def factor(k: jax.Array, strength: float) -> jax.Array:
-        return jax.random.uniform(k, (), minval=max(0.0, 1.0 - strength), maxval=1.0 + strength)
-
-    fb, fc, fs = factor(k_b, brightness), factor(k_c, contrast), factor(k_s, saturation)
-    delta = jax.random.uniform(k_h, (), minval=-hue, maxval=hue)
-    order = jax.random.permutation(k_order, 4)  # 0 brightness, 1 contrast, 2 saturation, 3 hue
-
-    # Hue (the only costly op: an HSV round trip) is computed once. The three cheap blends are
-    # applied at the positions before the hue in the permutation, then hue, then the positions
-    # after it; every op still runs exactly once, in the permuted order.
-    hue_pos = jnp.argmax(order == 3)
-
-    def cheap_pass(x: jax.Array, before: bool) -> jax.Array:
-        for pos in range(4):
-            op = order[pos]
-            y = jnp.where(
-                op == 0,
-                adjust_brightness(x, fb),
-                jnp.where(op == 1, adjust_contrast(x, fc), adjust_saturation(x, fs)),
-            )
-            active = (pos < hue_pos) if before else (pos > hue_pos)
-            x = jnp.where(active & (op != 3), y, x)
-        return x
-
-    x = cheap_pass(image, before=True)
-    if hue > 0:  # static: with hue = 0 the rotation is the identity
-        x = adjust_hue(x, delta)
-    x = cheap_pass(x, before=False)
+    k_apply, k_params = jax.random.split(key)
+    params = sample_jitter_params(
+        k_params, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue
+    )
+    if hue == 0:  # static: a zero hue shift is the identity, so skip the HSV round trip
+        x = _blend_pass(image, params, active=[jnp.array(True)] * 4)
+    else:
+        x = color_jitter(image, params)
     return jnp.where(jax.random.bernoulli(k_apply, prob), x, image)
 
 
@@ -526,7 +596,7 @@ def augment_views(
     different keys (e.g. split the step key).
 
     >>> imgs = jnp.full((2, 2, 8, 8, 3), 128, jnp.uint8)
-    >>> views = (ViewAugment(blur_prob=1.0), ViewAugment(solarize_prob=0.2))
+    >>> views = (ViewAugment(jitter_prob=0.0), ViewAugment(jitter_prob=0.0, solarize_prob=0.2))
     >>> fn = jax.jit(augment_views, static_argnums=2)
     >>> out = fn(jax.random.key(0), imgs, views)
     >>> out.shape, out.dtype
