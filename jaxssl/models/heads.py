@@ -43,7 +43,7 @@ class MLP(nn.Module):
 
     >>> import jax, jax.numpy as jnp
     >>> mlp = MLP(hidden_dims=(8,), out_dim=3, use_bn=False)
-    >>> y, _ = mlp.init_with_output(jax.random.key(0), jnp.ones((2, 5)))
+    >>> y, _ = jax.eval_shape(mlp.init_with_output, jax.random.key(0), jnp.ones((2, 5)))
     >>> y.shape
     (2, 3)
     """
@@ -99,7 +99,7 @@ class DINOHead(nn.Module):
 
     >>> import jax, jax.numpy as jnp
     >>> head = DINOHead(num_prototypes=6, hidden_dim=16, bottleneck_dim=4)
-    >>> logits, _ = head.init_with_output(jax.random.key(0), jnp.ones((2, 3, 8)))
+    >>> logits, _ = jax.eval_shape(head.init_with_output, jax.random.key(0), jnp.ones((2, 3, 8)))
     >>> logits.shape, logits.dtype
     ((2, 3, 6), dtype('float32'))
     """
@@ -143,7 +143,7 @@ class CARPHead(nn.Module):
 
     >>> import jax, jax.numpy as jnp
     >>> head = CARPHead(num_prototypes=6, hidden_dim=16, bottleneck_dim=4)
-    >>> logits, _ = head.init_with_output(jax.random.key(0), jnp.ones((3, 8)))
+    >>> logits, _ = jax.eval_shape(head.init_with_output, jax.random.key(0), jnp.ones((3, 8)))
     >>> logits.shape
     (3, 6)
     """
@@ -177,7 +177,7 @@ class ExCBProjector(nn.Module):
 
     >>> import jax, jax.numpy as jnp
     >>> proj = ExCBProjector(hidden_dim=16, out_dim=4)
-    >>> y, _ = proj.init_with_output(jax.random.key(0), jnp.ones((3, 8)))
+    >>> y, _ = jax.eval_shape(proj.init_with_output, jax.random.key(0), jnp.ones((3, 8)))
     >>> y.shape
     (3, 4)
     """
@@ -210,7 +210,7 @@ class ExCBPredictor(nn.Module):
 
     >>> import jax, jax.numpy as jnp
     >>> pred = ExCBPredictor(hidden_dim=16, out_dim=4)
-    >>> y, _ = pred.init_with_output(jax.random.key(0), jnp.ones((3, 4)))
+    >>> y, _ = jax.eval_shape(pred.init_with_output, jax.random.key(0), jnp.ones((3, 4)))
     >>> y.shape
     (3, 4)
     """
@@ -245,10 +245,12 @@ class CentroidLayer(nn.Module):
     call (ExCB's q-bar for predictor outputs and local crops); the features keep their gradient.
 
     >>> import jax, jax.numpy as jnp
-    >>> layer = CentroidLayer(num_prototypes=5)
-    >>> sims, _ = layer.init_with_output(jax.random.key(0), jnp.ones((2, 4)))
-    >>> sims.shape, bool(jnp.all(jnp.abs(sims) <= 1.0 + 1e-6))
-    ((2, 5), True)
+    >>> layer = CentroidLayer(num_prototypes=3)
+    >>> centroids = jnp.array([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+    >>> params = {"prototypes": {"kernel": centroids}}
+    >>> sims = layer.apply({"params": params}, jnp.array([[3.0, 3.0]]))
+    >>> [round(v, 4) for v in sims[0].tolist()]
+    [0.7071, 0.7071, -1.0]
     """
 
     num_prototypes: int
@@ -274,7 +276,7 @@ class MSNHead(nn.Module):
 
     >>> import jax, jax.numpy as jnp
     >>> head = MSNHead(num_prototypes=7, hidden_dim=16, out_dim=4)
-    >>> z, variables = head.init_with_output(jax.random.key(0), jnp.ones((3, 8)))
+    >>> z, variables = jax.eval_shape(head.init_with_output, jax.random.key(0), jnp.ones((3, 8)))
     >>> z.shape, variables["params"]["prototypes"]["kernel"].shape
     ((3, 4), (7, 4))
     """

@@ -66,15 +66,11 @@ class WeightNormPrototypes(nn.Module):
       stop_gradient_kernel: default for the call argument of the same meaning.
       param_dtype: dtype of the stored parameters.
 
-    >>> import jax, jax.numpy as jnp
+    >>> import jax.numpy as jnp
     >>> layer = WeightNormPrototypes(num_prototypes=3)
-    >>> z = jnp.array([[3.0, 4.0]])
-    >>> params = layer.init(jax.random.key(0), z)
-    >>> params["params"]["kernel"].shape
-    (3, 2)
-    >>> logits = layer.apply(params, z)
-    >>> bool(jnp.all(jnp.abs(logits) <= 5.0 + 1e-5))  # |logit| <= |z| = 5
-    True
+    >>> kernel = jnp.array([[2.0, 0.0], [0.0, -0.5], [0.0, 0.0]])  # a zero row is allowed
+    >>> layer.apply({"params": {"kernel": kernel}}, jnp.array([[3.0, 4.0]])).tolist()
+    [[3.0, -4.0, 0.0]]
     """
 
     num_prototypes: int
@@ -114,8 +110,7 @@ class PrototypeMatrix(nn.Module):
 
     >>> import jax
     >>> m = PrototypeMatrix(num_prototypes=4, features=2)
-    >>> params = m.init(jax.random.key(0))
-    >>> m.apply(params).shape
+    >>> jax.eval_shape(m.init, jax.random.key(0))["params"]["kernel"].shape
     (4, 2)
     """
 
@@ -142,7 +137,7 @@ def get_prototypes(head_params: Mapping[str, Any]) -> jax.Array:
     >>> import jax, jax.numpy as jnp
     >>> from jaxssl.models.heads import DINOHead
     >>> head = DINOHead(num_prototypes=5, hidden_dim=8, bottleneck_dim=4)
-    >>> variables = head.init(jax.random.key(0), jnp.ones((2, 6)))
+    >>> variables = jax.eval_shape(head.init, jax.random.key(0), jnp.ones((2, 6)))
     >>> get_prototypes(variables).shape
     (5, 4)
     """

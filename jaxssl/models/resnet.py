@@ -145,11 +145,12 @@ class ResNet(nn.Module):
     >>> model = ResNet(stage_sizes=(1, 1), block="basic", width=4, small_stem=True)
     >>> model.num_features
     8
-    >>> variables = model.init(jax.random.key(0), jnp.ones((2, 8, 8, 3)))
-    >>> feats, updates = model.apply(variables, jnp.ones((2, 8, 8, 3)), train=True,
-    ...                              mutable=["batch_stats"])
-    >>> feats.shape, feats.dtype
-    ((2, 8), dtype('float32'))
+    >>> x = jnp.ones((2, 8, 8, 3))
+    >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compute
+    >>> feats, updates = jax.eval_shape(
+    ...     lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]), variables)
+    >>> feats.shape, feats.dtype, sorted(updates)
+    ((2, 8), dtype('float32'), ['batch_stats'])
     """
 
     stage_sizes: Sequence[int] = (2, 2, 2, 2)

@@ -119,6 +119,34 @@ class Block(nn.Module):
         return x + DropPath(self.drop_path, name="drop_path2")(y, train=train).astype(x.dtype)
 
 
+def interpolate_pos_embed(pos_embed: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Array]:
+    """Splits ``pos_embed`` [1, 1 + g*g, D] into (cls [1, 1, D], patches [1, h*w, D]).
+
+    The patch table is stored for a square g x g grid; an h x w grid other than g x g gets a
+    bicubic resize of it on the grid (as DINO's ``interpolate_pos_encoding``), computed in
+    float32. The CLS entry has no position and is returned unchanged.
+
+    >>> import jax.numpy as jnp
+    >>> table = jnp.concatenate([jnp.zeros((1, 1, 2)), jnp.ones((1, 4, 2))], axis=1)  # g = 2
+    >>> cls, patches = interpolate_pos_embed(table, 3, 3)
+    >>> cls.shape, patches.shape, float(patches.min()), float(patches.max())
+    ((1, 1, 2), (1, 9, 2), 1.0, 1.0)
+    """
+    n = pos_embed.shape[1] - 1
+    g = int(round(n**0.5))
+    if pos_embed.ndim != 3 or pos_embed.shape[0] != 1 or g * g != n:
+        raise ValueError(
+            f"interpolate_pos_embed: pos_embed must be [1, 1 + g*g, D], got {pos_embed.shape}"
+        )
+    d = pos_embed.shape[-1]
+    pos = pos_embed.astype(jnp.float32)
+    cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
+    if (h, w) != (g, g):
+        grid = jax.image.resize(patch_pos.reshape(1, g, g, d), (1, h, w, d), method="bicubic")
+        patch_pos = grid.reshape(1, h * w, d)
+    return cls_pos, patch_pos
+
+
 class VisionTransformer(nn.Module):
     """ViT backbone returning the final-norm CLS feature [B, D] (optionally the patch tokens too).
 
@@ -148,8 +176,9 @@ class VisionTransformer(nn.Module):
     >>> vit = VisionTransformer(patch_size=4, embed_dim=16, depth=1, num_heads=2, img_size=8)
     >>> vit.num_features
     16
-    >>> variables = vit.init(jax.random.key(0), jnp.ones((1, 8, 8, 3)))
-    >>> cls, patches = vit.apply(variables, jnp.ones((2, 12, 12, 3)), return_patch_tokens=True)
+    >>> variables = jax.eval_shape(vit.init, jax.random.key(0), jnp.ones((1, 8, 8, 3)))
+    >>> cls, patches = jax.eval_shape(  # a 12 px input: 3 x 3 patches, interpolated positions
+    ...     lambda v: vit.apply(v, jnp.ones((2, 12, 12, 3)), return_patch_tokens=True), variables)
     >>> cls.shape, patches.shape
     ((2, 16), (2, 9, 16))
     """
@@ -174,20 +203,6 @@ class VisionTransformer(nn.Module):
     def grid_size(self) -> int:
         """Side of the patch grid the position embedding is stored for."""
         return self.img_size // self.patch_size
-
-    def _pos_embed(self, h: int, w: int) -> tuple[jax.Array, jax.Array]:
-        """Returns (cls_pos [1, 1, D], patch_pos [1, h * w, D]) for an h x w patch grid."""
-        g = self.grid_size
-        pos = self.param(
-            "pos_embed", _TRUNC_NORMAL, (1, 1 + g * g, self.embed_dim), self.param_dtype
-        ).astype(jnp.float32)
-        cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
-        if (h, w) != (g, g):
-            # Bicubic resize of the learned grid (as DINO's interpolate_pos_encoding), in float32.
-            grid = patch_pos.reshape(1, g, g, self.embed_dim)
-            grid = jax.image.resize(grid, (1, h, w, self.embed_dim), method="bicubic")
-            patch_pos = grid.reshape(1, h * w, self.embed_dim)
-        return cls_pos, patch_pos
 
     @nn.compact
     def __call__(
@@ -237,7 +252,11 @@ class VisionTransformer(nn.Module):
             # iBOT: masked patches lose their content before positions are added.
             tokens = jnp.where(mask[..., None], mask_token.astype(tokens.dtype), tokens)
 
-        cls_pos, patch_pos = self._pos_embed(h, w)
+        g = self.grid_size
+        pos = self.param(
+            "pos_embed", _TRUNC_NORMAL, (1, 1 + g * g, self.embed_dim), self.param_dtype
+        )
+        cls_pos, patch_pos = interpolate_pos_embed(pos, h, w)
         tokens = tokens + patch_pos.astype(tokens.dtype)
 
         if keep_indices is not None:
