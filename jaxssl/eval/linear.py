@@ -95,9 +95,11 @@ def fit_softmax_regression(
     n = x.shape[0]
     row_weight = np.ones(n, np.float32)
     if batch_size is None:
-        # Full batch: pad rows (weight 0) to a power of two >= 64 so that the sweep, the refit
-        # and the few-shot sizes reuse a handful of compiled shapes instead of one per size.
-        padded = max(64, 1 << (n - 1).bit_length())
+        # Full batch: pad rows (weight 0) to at least 64 and to a multiple of 1/8 of the
+        # enclosing power of two (<= 12.5 % waste), so the sweep, the refit and the few-shot
+        # sizes reuse a handful of compiled shapes instead of compiling one per size.
+        step = max(1, 1 << max(0, (n - 1).bit_length() - 3))
+        padded = max(64, -(-n // step) * step)
         x = np.pad(x, ((0, padded - n), (0, 0)))
         y = np.pad(y, (0, padded - n))
         row_weight = np.pad(row_weight, (0, padded - n))
