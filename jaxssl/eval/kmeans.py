@@ -112,7 +112,9 @@ def kmeans(
       k: number of clusters.
       num_iters: Lloyd iterations (assign, then mean); the returned assignment is recomputed
         against the returned centroids.
-      init: "k-means++" or "random" (k distinct points).
+      init: "k-means++" or "random" (k distinct points). k-means++ makes k sequential
+        passes over x (O(k N D)); for very large k (ExCB's K = 65536) "random" is the
+        practical choice, and the empty-cluster reseeding below repairs poor draws.
       spherical: L2-normalise points and centroids (cosine k-means).
       chunk_size: rows per nearest-centroid block.
 
