@@ -1,0 +1,62 @@
+"""Registries: names, overrides, errors."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxssl.models import BACKBONES, HEADS, create_backbone, create_head
+
+EXPECTED_BACKBONES = {
+    "resnet18": 512,
+    "resnet50": 2048,
+    "resnet_tiny": 256,
+    "vit_tiny": 192,
+    "vit_small": 384,
+    "vit_base": 768,
+    "vit_nano": 128,
+}
+
+
+def test_backbone_names_and_feature_dims():
+    assert set(BACKBONES) == set(EXPECTED_BACKBONES)
+    for name, dim in EXPECTED_BACKBONES.items():
+        assert create_backbone(name).num_features == dim
+
+
+def test_backbone_overrides_reach_the_module():
+    vit = create_backbone("vit_small", patch_size=8, img_size=96, drop_path_rate=0.1)
+    assert (vit.patch_size, vit.img_size, vit.drop_path_rate, vit.grid_size) == (8, 96, 0.1, 12)
+    rn = create_backbone("resnet50", small_stem=True, zero_init_residual=True, dtype=jnp.bfloat16)
+    assert rn.small_stem and rn.zero_init_residual and rn.dtype == jnp.bfloat16
+
+
+def test_unknown_backbone_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown backbone name 'resnet51'") as info:
+        create_backbone("resnet51")
+    for name in EXPECTED_BACKBONES:
+        assert name in str(info.value)
+
+
+def test_unknown_head_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown head name 'swav'") as info:
+        create_head("swav", num_prototypes=3)
+    for name in ("dino", "carp", "excb_projector", "excb_predictor", "centroids", "msn"):
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, out_dim",
+    [
+        ("dino", {"num_prototypes": 5, "hidden_dim": 8, "bottleneck_dim": 4}, 5),
+        ("carp", {"num_prototypes": 5, "hidden_dim": 8, "bottleneck_dim": 4}, 5),
+        ("excb_projector", {"hidden_dim": 8, "out_dim": 4}, 4),
+        ("excb_predictor", {"hidden_dim": 8, "out_dim": 4}, 4),
+        ("centroids", {"num_prototypes": 5}, 5),
+        ("msn", {"num_prototypes": 5, "hidden_dim": 8, "out_dim": 4}, 4),
+    ],
+)
+def test_create_head(name, kwargs, out_dim):
+    assert set(HEADS) == {"dino", "carp", "excb_projector", "excb_predictor", "centroids", "msn"}
+    head = create_head(name, **kwargs)
+    out, _ = jax.eval_shape(head.init_with_output, jax.random.key(0), jnp.ones((3, 6)))
+    assert out.shape == (3, out_dim)
