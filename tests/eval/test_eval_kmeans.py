@@ -34,16 +34,24 @@ def test_same_key_same_result():
     c2, a2 = kmeans(jax.random.key(3), x, 4, num_iters=3)
     np.testing.assert_array_equal(np.asarray(c1), np.asarray(c2))
     np.testing.assert_array_equal(np.asarray(a1), np.asarray(a2))
+    # Chunking the nearest-centroid search (7 rows at a time) changes nothing.
+    c3, a3 = kmeans(jax.random.key(3), x, 4, num_iters=3, chunk_size=7)
+    np.testing.assert_allclose(np.asarray(c3), np.asarray(c1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(a3), np.asarray(a1))
 
 
 def test_empty_clusters_are_reseeded():
     # Ten copies of one point plus two outliers: a random init almost surely picks two copies
     # of the same point, leaving an empty cluster; re-seeding moves it onto an outlier.
     x = np.array([[0.0, 0.0]] * 10 + [[5.0, 0.0], [0.0, 5.0]], np.float32)
+    empty_at_init = 0
     for seed in range(4):
+        _, a0 = kmeans(jax.random.key(seed), x, 3, num_iters=0, init="random")
+        empty_at_init += count_empty(a0, 3) > 0
         _, a = kmeans(jax.random.key(seed), x, 3, num_iters=3, init="random")
         assert count_empty(a, 3) == 0
         assert len({int(a[10]), int(a[11]), int(a[0])}) == 3
+    assert empty_at_init >= 2  # the initialisations really did leave clusters empty
 
 
 def test_spherical_unit_centroids_no_empty_cluster_cosine_assignment():

@@ -103,3 +103,19 @@ def test_errors_name_shapes():
         knn_votes(BANK, BANK_LABELS, np.zeros((0, 2), np.float32), num_classes=3, k=1)
     with pytest.raises(ValueError, match="train_labels"):
         knn_votes(BANK, BANK_LABELS, QUERY, num_classes=2, k=1)
+
+
+def test_bfloat16_and_zero_features_are_handled():
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(4)
+    train = rng.normal(size=(30, 8)).astype(np.float32)
+    labels = rng.integers(0, 3, size=30)
+    query = np.r_[rng.normal(size=(4, 8)), np.zeros((1, 8))].astype(np.float32)
+    ref = knn_votes(train, labels, query, num_classes=3, k=5)
+    low = knn_votes(jnp.asarray(train, jnp.bfloat16), labels, jnp.asarray(query, jnp.bfloat16),
+                    num_classes=3, k=5)
+    assert np.isfinite(ref).all() and np.isfinite(low).all()
+    # A zero query has similarity 0 to everything: its 5 votes are each exp(0) = 1.
+    assert ref[-1].sum() == pytest.approx(5.0)
+    np.testing.assert_array_equal(low.argmax(1)[:4], ref.argmax(1)[:4])
