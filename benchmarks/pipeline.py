@@ -218,10 +218,9 @@ def time_device_augment(batch: int, repeats: int) -> tuple[float, float]:
     """(compile s, best s per batch) of jitted augment_views for 2 x 224 + 6 x 96 views."""
     import jax
 
-    from jaxssl.data.augment import ViewAugment, augment_views
+    from jaxssl.data.augment import augment_views, dino_view_augments
 
-    globals_ = (ViewAugment(blur_prob=1.0), ViewAugment(blur_prob=0.1, solarize_prob=0.2))
-    locals_ = (ViewAugment(blur_prob=0.5),) * NUM_LOCAL
+    globals_, locals_ = dino_view_augments(NUM_LOCAL)
     fn = jax.jit(augment_views, static_argnums=2)
     rng = np.random.default_rng(0)
     g = jax.device_put(rng.integers(0, 256, (batch, NUM_GLOBAL, GLOBAL_SIZE, GLOBAL_SIZE, 3),

@@ -30,6 +30,7 @@ __all__ = [
     "augment_views",
     "color_jitter",
     "default_blur_kernel_size",
+    "dino_view_augments",
     "gaussian_blur",
     "gaussian_kernel_1d",
     "hsv_to_rgb",
@@ -172,6 +173,24 @@ class ViewAugment:
         if self.blur_kernel_size is not None:
             return self.blur_kernel_size
         return default_blur_kernel_size(min(height, width))
+
+
+def dino_view_augments(
+    num_local: int,
+) -> tuple[tuple[ViewAugment, ViewAugment], tuple[ViewAugment, ...]]:
+    """The DINO recipe (METHODS.md section 0): (global views, local views) for `augment_views`.
+
+    Global 1 always blurred; global 2 blurred with p 0.1 and solarized with p 0.2; locals blurred
+    with p 0.5. Jitter (0.4, 0.4, 0.2, 0.1) with p 0.8 and grayscale 0.2 everywhere.
+
+    >>> globals_, locals_ = dino_view_augments(num_local=6)
+    >>> [v.blur_prob for v in globals_], globals_[1].solarize_prob, len(locals_)
+    ([1.0, 0.1], 0.2, 6)
+    """
+    if isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0:
+        raise ValueError(f"num_local must be an int >= 0, got {num_local!r}")
+    globals_ = (ViewAugment(blur_prob=1.0), ViewAugment(blur_prob=0.1, solarize_prob=0.2))
+    return globals_, (ViewAugment(blur_prob=0.5),) * num_local
 
 
 def default_blur_kernel_size(side: int) -> int:
