@@ -40,6 +40,8 @@ class MLP(nn.Module):
     Each hidden layer is Dense -> [BatchNorm] -> activation; the last layer is a bare Dense. BN
     uses batch statistics when ``train`` (mutable ``batch_stats``) and the running averages
     otherwise; it normalises over every axis but the last, so [B, N, D] token inputs work.
+    ``bn_axis_name`` (on every head with BN) names the mapped axis for cross-device statistics
+    under ``shard_map``; under plain ``jit`` with a sharded batch they are global already.
 
     >>> import jax, jax.numpy as jnp
     >>> mlp = MLP(hidden_dims=(8,), out_dim=3, use_bn=False)
@@ -54,6 +56,7 @@ class MLP(nn.Module):
     activation: Callable[[jax.Array], jax.Array] = _gelu
     bn_before_first: bool = False
     kernel_init: nn.initializers.Initializer = _TRUNC_NORMAL
+    bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -65,6 +68,7 @@ class MLP(nn.Module):
             epsilon=1e-5,
             dtype=jnp.float32,
             param_dtype=self.param_dtype,
+            axis_name=self.bn_axis_name,
             name=name,
         )
 
@@ -110,6 +114,7 @@ class DINOHead(nn.Module):
     num_layers: int = 3
     use_bn: bool = False
     norm_last_layer: bool = True
+    bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -123,6 +128,7 @@ class DINOHead(nn.Module):
             use_bn=self.use_bn,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            bn_axis_name=self.bn_axis_name,
             name="mlp",
         )(x, train=train)
         z = l2_normalize(z)
@@ -151,6 +157,7 @@ class CARPHead(nn.Module):
     num_prototypes: int
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
+    bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -162,6 +169,7 @@ class CARPHead(nn.Module):
             use_bn=True,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            bn_axis_name=self.bn_axis_name,
             name="mlp",
         )(x, train=train)
         return WeightNormPrototypes(
@@ -185,6 +193,7 @@ class ExCBProjector(nn.Module):
     hidden_dim: int = 2048
     out_dim: int = 256
     use_bn: bool = True
+    bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -197,6 +206,7 @@ class ExCBProjector(nn.Module):
             activation=nn.relu if self.use_bn else _gelu,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            bn_axis_name=self.bn_axis_name,
             name="mlp",
         )(x, train=train)
         return y.astype(jnp.float32)
@@ -218,6 +228,7 @@ class ExCBPredictor(nn.Module):
     hidden_dim: int = 2048
     out_dim: int = 256
     use_bn: bool = True
+    bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -231,6 +242,7 @@ class ExCBPredictor(nn.Module):
             activation=nn.relu if self.use_bn else _gelu,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            bn_axis_name=self.bn_axis_name,
             name="mlp",
         )(x, train=train)
         return y.astype(jnp.float32)
@@ -284,6 +296,7 @@ class MSNHead(nn.Module):
     num_prototypes: int = 1024
     hidden_dim: int = 2048
     out_dim: int = 256
+    bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -295,6 +308,7 @@ class MSNHead(nn.Module):
             use_bn=True,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            bn_axis_name=self.bn_axis_name,
             name="mlp",
         )(x, train=train)
         # Touch the prototype submodule so that init creates its parameter.

@@ -17,6 +17,9 @@ Flax path                                   torchvision key
 (i = 1..4, j = block index from 0, k = 1..2 for basic and 1..3 for bottleneck blocks; the
 classifier ``fc`` is absent. torchvision's ``num_batches_tracked`` buffers have no counterpart.)
 Bottleneck blocks put the stride on the 3x3 convolution (torchvision's "ResNet v1.5").
+One numerical difference from torch remains in training mode: Flax's running variance averages
+the biased batch variance, torch's the unbiased one (a factor n / (n - 1), n = B * H * W values
+per channel, negligible at these sizes); the normalisation itself uses the biased variance in both.
 """
 
 from __future__ import annotations

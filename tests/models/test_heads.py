@@ -268,3 +268,35 @@ def test_bfloat16_heads_return_float32_close_to_float32(kind):
     assert out.dtype == jnp.float32
     scale = float(jnp.max(jnp.abs(ref)))
     assert float(jnp.max(jnp.abs(out - ref))) < 0.05 * scale
+
+
+def test_bn_axis_name_gives_global_batch_statistics_under_shard_map():
+    # Four devices each see a quarter of the batch; with bn_axis_name the BN statistics are
+    # averaged over the mapped axis, so the result equals the unsharded full-batch forward pass.
+    devices = np.array(jax.devices()[:4])
+    mesh = jax.sharding.Mesh(devices, ("batch",))
+    x = jax.random.normal(jax.random.key(9), (8, D_IN)) * jnp.arange(1.0, 9.0)[:, None]
+    plain = MLP(hidden_dims=(HIDDEN,), out_dim=BOTTLENECK, use_bn=True)
+    synced = MLP(hidden_dims=(HIDDEN,), out_dim=BOTTLENECK, use_bn=True, bn_axis_name="batch")
+    v = _init(plain, x)
+    ref, _ = plain.apply(v, x, train=True, mutable=["batch_stats"])
+
+    def local(v, x):
+        out, _ = synced.apply(v, x, train=True, mutable=["batch_stats"])
+        return out
+
+    spec = jax.sharding.PartitionSpec
+    out = jax.jit(
+        jax.shard_map(local, mesh=mesh, in_specs=(spec(), spec("batch")), out_specs=spec("batch"))
+    )(v, x)
+    chex.assert_trees_all_close(out, ref, atol=1e-5)
+    # Without the axis name each shard normalises with its own statistics: a different result.
+    per_shard = jax.jit(
+        jax.shard_map(
+            lambda v, x: plain.apply(v, x, train=True, mutable=["batch_stats"])[0],
+            mesh=mesh,
+            in_specs=(spec(), spec("batch")),
+            out_specs=spec("batch"),
+        )
+    )(v, x)
+    assert not np.allclose(per_shard, ref, atol=1e-3)
