@@ -21,7 +21,14 @@ from jaxssl.models.prototypes import (
 )
 from jaxssl.models.registry import BACKBONES, HEADS, create_backbone, create_head
 from jaxssl.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50, resnet_tiny
-from jaxssl.models.vit import VisionTransformer, vit_base, vit_nano, vit_small, vit_tiny
+from jaxssl.models.vit import (
+    VisionTransformer,
+    interpolate_pos_embed,
+    vit_base,
+    vit_nano,
+    vit_small,
+    vit_tiny,
+)
 
 __all__ = [
     "BACKBONES",
@@ -42,6 +49,7 @@ __all__ = [
     "create_backbone",
     "create_head",
     "get_prototypes",
+    "interpolate_pos_embed",
     "l2_normalize",
     "resnet18",
     "resnet50",
