@@ -11,10 +11,10 @@ times (median) with ``block_until_ready``.
 
 On CPU (this project's 2-vCPU machine) the table also shows a dense float32 2048^3 matmul rate
 measured just before each case, so a model's achieved GFLOP/s can be read as a fraction of what
-this machine's XLA:CPU reaches on its best-case op (the machine is shared: quote those ratios, not
-absolute figures). On GPU the default is bfloat16 compute with float32 parameters, batch 128,
-and the table reports MFU = achieved FLOP/s / peak, the peak taken from ``--peak-tflops`` or from the table of
-known dense bf16 peaks below (matched on ``jax.devices()[0].device_kind``).
+this machine's XLA:CPU reaches on its best-case op (the machine is shared: quote those ratios,
+not absolute figures). On GPU the default is bfloat16 compute with float32 parameters, batch
+128, and the table reports MFU = achieved FLOP/s / peak, the peak taken from ``--peak-tflops``
+or from the table of known dense bf16 peaks below (matched on ``jax.devices()[0].device_kind``).
 
 Parameters are drawn host-side with numpy from the shapes given by ``jax.eval_shape`` (their values
 do not change the timing) because compiling the random initialisers of ResNet-50 alone costs more
