@@ -15,6 +15,7 @@ Iterator state goes into the same orbax ``CheckpointManager`` step as the train 
 ``jaxssl.data.checkpoint``).
 """
 
+from jaxssl.data.augment import ViewAugment, augment_views, normalize_images
 from jaxssl.data.checkpoint import (
     iterator_checkpoint_handler,
     iterator_restore_args,
@@ -23,11 +24,17 @@ from jaxssl.data.checkpoint import (
 from jaxssl.data.config import default_data_config, validate_data_config
 from jaxssl.data.delivery import to_global_batch
 from jaxssl.data.long_tail import LongTailSource, long_tail_counts
+from jaxssl.data.masks import ibot_masks, msn_keep_indices
 from jaxssl.data.pipeline import make_eval_iterator, make_train_iterator
 from jaxssl.data.spec import SPEC_FORMS, DatasetSpec, make_source, parse_spec
 
 __all__ = [
     "SPEC_FORMS",
+    "ViewAugment",
+    "augment_views",
+    "ibot_masks",
+    "msn_keep_indices",
+    "normalize_images",
     "DatasetSpec",
     "LongTailSource",
     "default_data_config",

@@ -33,6 +33,10 @@ class Checkpointer:
         """The newest finished checkpoint's step, or None."""
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """Steps of every finished checkpoint, oldest first."""
+        return sorted(self.manager.all_steps())
+
     def path(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
 
@@ -57,6 +61,16 @@ class Checkpointer:
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return restored["state"]
+
+    def restore_raw(self, step: int | None = None) -> Any:
+        """The saved state as plain nested dicts of host arrays, without a target structure
+        (for inspection and export when the model cannot be rebuilt)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore()))
         return restored["state"]
 
     def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:

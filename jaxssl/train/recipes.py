@@ -157,3 +157,31 @@ def imagenet(method: str, backbone: str, *, epochs: int, batch_size: int = 1024,
         for view in ("global1", "global2", "local"):
             c.augment[view].solarize_prob = 0.0
     return c
+
+
+def tiny(method: str, *, backbone: str = "vit_nano") -> ml_collections.ConfigDict:
+    """A seconds-long smoke recipe on Fashion-MNIST (16 px views, a 1-block 32-wide ViT, K = 64):
+    for tests, the notebook's first cell and checking an installation.
+
+    >>> c = tiny("msn")
+    >>> c.method, c.head.num_prototypes, c.data.global_crops.size
+    ('msn', 64, 16)
+    """
+    c = fashion_mnist_cpu(method, minutes=0.0)
+    c.model.backbone = backbone
+    c.model.backbone_kwargs = ml_collections.ConfigDict(
+        dict(patch_size=4, depth=1, embed_dim=32, num_heads=2, img_size=16)
+        if backbone.startswith("vit") else {})
+    c.head.update(num_prototypes=64, hidden_dim=32, bottleneck_dim=16)
+    c.data.global_crops.update(num=2, size=16)
+    c.data.local_crops.update(num=2, size=8)
+    c.data.num_threads = 1
+    c.loss.block_size = 16
+    c.loss.kmeans_samples = 256
+    c.loss.kmeans_iters = 5
+    c.loss.koleo_chunk_size = 0
+    c.loss.warmup_teacher_temp_steps = 0
+    c.train.update(batch_size=16, num_steps=4, time_budget_s=0.0, log_every=1,
+                   checkpoint_every=100, prototype_diag_every=0, progress=False)
+    c.eval.update(final_knn=False, batch_size=500, knn_train_size=2000)
+    return c

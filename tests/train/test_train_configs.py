@@ -1,0 +1,53 @@
+"""Every file in configs/ builds, validates, opens with its command, and its model initialises
+(shapes only, through jax.eval_shape, so paper-scale models cost nothing)."""
+
+import glob
+import importlib.util
+import os
+
+import jax
+import pytest
+
+from jaxssl.methods.registry import build_method
+from jaxssl.train.init_state import create_train_state
+from jaxssl.train.optim import make_optimizer
+from jaxssl.train.validate import validate_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_is_a_config_per_method_and_recipe():
+    names = {os.path.basename(p) for p in CONFIGS}
+    for method in ("carp", "excb", "dino", "dino_koleo", "ibot", "msn", "pmsn"):
+        assert f"{method}_fashion_mnist.py" in names
+    for paper in ("carp_rn50_imagenet.py", "excb_rn50_imagenet.py", "excb_vits16_imagenet.py",
+                  "dino_vits16_imagenet.py", "dino_rn50_imagenet.py",
+                  "dino_koleo_vits16_imagenet.py", "ibot_vits16_imagenet.py",
+                  "ibot_koleo_vits16_imagenet.py", "msn_vits16_imagenet.py",
+                  "pmsn_vits16_imagenet.py", "msn_vits16_inat18.py", "pmsn_vits16_inat18.py",
+                  "quickstart.py"):
+        assert paper in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_builds_validates_and_initialises(path):
+    module = load(path)
+    assert "python -m jaxssl.train --config configs/" + os.path.basename(path) in module.__doc__
+    assert "Expect:" in module.__doc__
+    c = module.get_config()
+    devices = max(1, c.train.batch_size // 128) * 8 if c.train.batch_size >= 1024 else 8
+    validate_config(c, num_devices=devices, num_processes=1)
+    method = build_method(c)
+    tx = make_optimizer(c.optim)
+    state = jax.eval_shape(lambda k: create_train_state(method, c, tx, k, 10), jax.random.key(0))
+    assert jax.tree.leaves(state.params)
+    protos = jax.eval_shape(method.prototypes, state.params)
+    assert protos.shape[0] == c.head.num_prototypes
