@@ -301,7 +301,10 @@ def msn_loss(
     z_plus = _l2_normalize(jnp.asarray(targets, jnp.float32))
 
     # Anchor predictions p = softmax(cos(z, W) / tau)  (MSN prediction).
-    anchor_logits = jnp.einsum("vbd,kd->vbk", z, w) / temperature
+    # One [V*B, D] x [D, K] matmul: XLA:CPU ran the backward of the equivalent 3-D einsum ~1.4x
+    # slower (benchmarks/results/losses.md).
+    dim = jnp.shape(anchors)[2]
+    anchor_logits = (z.reshape(-1, dim) @ w.T).reshape(num_views, local_b, k) / temperature
     log_p = jax.nn.log_softmax(anchor_logits, axis=-1)
     p = jnp.exp(log_p)
 
