@@ -200,6 +200,11 @@ class VisionTransformer(nn.Module):
         return self.embed_dim
 
     @property
+    def drop_path_rates(self) -> tuple[float, ...]:
+        """Stochastic-depth rate of each block: linear from 0 to ``drop_path_rate`` over depth."""
+        return tuple(self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth))
+
+    @property
     def grid_size(self) -> int:
         """Side of the patch grid the position embedding is stored for."""
         return self.img_size // self.patch_size
@@ -275,8 +280,7 @@ class VisionTransformer(nn.Module):
         cls = (cls.astype(jnp.float32) + cls_pos).astype(tokens.dtype)
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self.embed_dim)), tokens], axis=1)
 
-        for i in range(self.depth):
-            rate = self.drop_path_rate * i / max(self.depth - 1, 1)
+        for i, rate in enumerate(self.drop_path_rates):
             x = Block(
                 self.num_heads,
                 self.mlp_ratio,

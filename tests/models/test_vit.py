@@ -206,6 +206,12 @@ def test_drop_path_training(variables):
     )
 
 
+def test_drop_path_rate_increases_linearly_over_depth():
+    rates = VisionTransformer(depth=12, drop_path_rate=0.1).drop_path_rates
+    np.testing.assert_allclose(rates, np.linspace(0.0, 0.1, 12), atol=1e-12)
+    assert VisionTransformer(depth=1, drop_path_rate=0.1).drop_path_rates == (0.0,)
+
+
 def test_drop_path_drops_whole_samples_and_rescales():
     y = DropPath(rate=0.25).apply(
         {}, jnp.ones((4000, 3)), train=True, rngs={"dropout": jax.random.key(0)}
