@@ -1,0 +1,42 @@
+"""``python -m jaxssl.export --workdir DIR --format {msgpack,torch} [--which teacher|student]
+[--step N] [--out PATH]``: writes the pretrained backbone and prints the file path."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jaxssl.export import FORMATS, WHICH, export
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (kept separate so tests can inspect it)."""
+    p = argparse.ArgumentParser(
+        prog="python -m jaxssl.export",
+        description="Export the backbone of a jaxssl checkpoint as Flax msgpack or as a "
+        "PyTorch state dict with torchvision (ResNet) / timm (ViT) key names.",
+    )
+    p.add_argument("--workdir", required=True, help="training workdir (holds checkpoints/)")
+    p.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    p.add_argument("--which", default="teacher", choices=WHICH,
+                   help="teacher (EMA, the usual choice) or student weights")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+    p.add_argument("--out", default=None,
+                   help="output file (default: WORKDIR/export/<which>_backbone.{msgpack,pt})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the export; returns the process exit status (2 on a user error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        path = export(args.workdir, args.fmt, args.which, args.out, args.step)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
