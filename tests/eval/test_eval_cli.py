@@ -1,0 +1,181 @@
+"""``python -m jaxssl.eval`` end to end on a checkpoint from a tiny training run, checked against
+a k-NN recomputed here from the raw IDX files and the trained (not restored) teacher."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxssl.data.crops import eval_view
+from jaxssl.eval.cli import main
+from jaxssl.eval.protocols import PROTOCOLS
+from jaxssl.eval.restore import load_pretrained
+from jaxssl.methods.registry import build_method
+from jaxssl.train.loop import train
+from jaxssl.train.recipes import tiny
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+TRAIN_LIMIT, TEST_LIMIT = 1000, 500
+
+
+def read_idx(kind: str, split: str) -> np.ndarray:
+    prefix = "train" if split == "train" else "t10k"
+    name = f"{prefix}-images-idx3-ubyte.gz" if kind == "images" else (
+        f"{prefix}-labels-idx1-ubyte.gz")
+    with gzip.open(os.path.join(FMNIST, name)) as f:
+        raw = np.frombuffer(f.read(), np.uint8)
+    # IDX headers: 16 bytes (magic, count, rows, cols) for images, 8 for labels.
+    return raw[16:].reshape(-1, 28, 28) if kind == "images" else raw[8:]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    config = tiny("excb")
+    config.train.num_steps = 2
+    workdir = str(tmp_path_factory.mktemp("eval_cli") / "run")
+    summary = train(config, workdir)
+    return config, workdir, jax.device_get(summary["state"])
+
+
+def reference_knn_top1(config, state, seed: int) -> float:
+    """DINO weighted k-NN (k=20, T=0.07) by explicit per-query loops over features embedded
+    here: raw IDX images, the documented seeded subsets, the trained teacher."""
+    method = build_method(config)
+    mean, std = np.asarray(config.augment.mean), np.asarray(config.augment.std)
+    size = config.data.global_crops.size
+    embed = jax.jit(lambda x: method.embed(state.teacher_params, state.teacher_batch_stats, x))
+
+    def features(split, limit, subset_seed):
+        images, labels = read_idx("images", split), read_idx("labels", split)
+        idx = np.sort(np.random.default_rng(subset_seed).choice(len(labels), limit,
+                                                                replace=False))
+        views = np.stack([eval_view(images[i][..., None], size) for i in idx])
+        x = (views.astype(np.float32) / 255.0 - mean) / std
+        f = np.asarray(embed(jnp.asarray(x, jnp.float32)), np.float64)
+        return f / np.linalg.norm(f, axis=1, keepdims=True), labels[idx].astype(int)
+
+    bank, bank_y = features("train", TRAIN_LIMIT, seed)
+    query, query_y = features("test", TEST_LIMIT, seed + 1)
+    correct = 0
+    for q, y in zip(query, query_y):
+        sims = bank @ q
+        nearest = np.argsort(-sims, kind="stable")[:20]
+        votes = np.zeros(10)
+        for j in nearest:
+            votes[bank_y[j]] += np.exp(sims[j] / 0.07)
+        correct += int(np.argmax(votes) == y)
+    return correct / len(query_y)
+
+
+def test_cli_end_to_end(run, capsys):
+    config, workdir, state = run
+    rc = main(["--workdir", workdir, "--train-limit", str(TRAIN_LIMIT),
+               "--test-limit", str(TEST_LIMIT), "--linear-epochs", "30",
+               "--batch-size", "256"])  # 256 divides the 8 test devices: sharded path
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "knn" in printed.out and "top1" in printed.out
+    with open(os.path.join(workdir, "report_eval.json")) as f:
+        report = json.load(f)
+    assert report["step"] == 2 and report["which"] == "teacher" and report["method"] == "excb"
+    assert (report["num_train"], report["num_test"]) == (TRAIN_LIMIT, TEST_LIMIT)
+    assert report["feature_dim"] == config.model.backbone_kwargs.embed_dim
+    for name in PROTOCOLS:
+        assert name in report
+
+    knn = report["knn"]
+    assert 0.0 <= knn["top1"] <= knn["top5"] <= 1.0
+    assert knn["top1"] > 0.25  # chance is 0.1 over 10 balanced classes
+    # Same number as a loop-by-loop k-NN on independently embedded images (one query of slack
+    # for a near-tie flipped by float32 vs float64 similarities).
+    assert abs(knn["top1"] - reference_knn_top1(config, state, seed=0)) <= 1.0 / TEST_LIMIT
+
+    assert 0.0 <= report["linear"]["top1"] <= report["linear"]["top5"] <= 1.0
+    assert report["linear"]["top1"] > 0.2
+    assert sorted(report["fewshot"]) == ["13shot", "1shot", "2shot", "5shot"]
+    for r in report["fewshot"].values():
+        assert 0.0 <= r["mean"] <= 1.0 and len(r["per_split"]) == 3
+
+    km = report["cluster"]["kmeans"]
+    assert km["num_clusters"] == 10
+    for m in ("nmi", "ari", "purity", "hungarian_accuracy"):
+        assert -1.0 <= km[m] <= 1.0
+    assert km["purity"] >= km["hungarian_accuracy"] - 1e-9  # purity maps many-to-one
+    pa = report["cluster"]["prototype_assignments"]
+    k = config.head.num_prototypes
+    assert pa["num_prototypes"] == k and pa["num_points"] == TEST_LIMIT
+    sizes = np.asarray(pa["relative_sizes"])
+    # r_k = K n_k / N: the sizes average to 1, are sorted, and the zeros are the empty clusters.
+    np.testing.assert_allclose(sizes.mean(), 1.0, rtol=1e-9)
+    assert np.all(np.diff(sizes) <= 0) and int(np.sum(sizes == 0)) == pa["num_empty"]
+    assert pa["num_used"] + pa["num_empty"] == k
+    assert 0.0 <= pa["nmi"] <= 1.0 and 0.0 <= pa["purity"] <= 1.0
+
+    protos = report["prototypes"]
+    counts = [protos["unique"][t] for t in ("0.1", "0.01", "0.001", "0.0001")]
+    # Smaller thresholds can only separate more prototypes, never more than K.
+    assert 1 <= counts[0] and counts == sorted(counts) and counts[-1] <= k
+    assert sum(protos["nn_distance_histogram"]["counts"]) == k
+
+    assert len(report["plots"]) == 3
+    for path in report["plots"]:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert os.path.getsize(path) > 1000
+
+
+def test_load_pretrained_restores_trained_weights(run):
+    config, workdir, state = run
+    teacher = load_pretrained(workdir)
+    chex.assert_trees_all_equal(jax.device_get(teacher.params), state.teacher_params)
+    student = load_pretrained(workdir, which="student", step=2)
+    chex.assert_trees_all_equal(jax.device_get(student.params), state.params)
+    assert teacher.step == student.step == 2 and teacher.config.method == "excb"
+
+
+def test_model_that_does_not_match_checkpoint_names_both_shapes(run):
+    config, workdir, _ = run
+    changed = tiny("excb")
+    changed.head.bottleneck_dim = 24  # checkpoint prototypes are [64, 16]
+    with pytest.raises(ValueError, match=r"checkpoint \(64, 16\) vs model \(64, 24\)"):
+        load_pretrained(workdir, config=changed)
+
+
+def test_missing_workdir_or_checkpoint_is_a_clear_error(tmp_path, capsys):
+    missing = str(tmp_path / "no_such_run")
+    assert main(["--workdir", missing]) == 2
+    err = capsys.readouterr().err
+    assert missing in err and "python -m jaxssl.train" in err
+    assert not os.path.exists(missing)  # looking must not create it
+    with pytest.raises(FileNotFoundError, match="checkpoints"):
+        load_pretrained(tmp_path)
+
+
+def test_unknown_protocol_lists_the_valid_ones(tmp_path, capsys):
+    assert main(["--workdir", str(tmp_path), "--protocols", "knn,svm"]) == 2
+    err = capsys.readouterr().err
+    assert "'svm'" in err and all(name in err for name in PROTOCOLS)
+
+
+def test_empty_dataset_is_a_clear_error(run, tmp_path, capsys):
+    _, workdir, _ = run
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, images=np.zeros((0, 8, 8), np.uint8), labels=np.zeros((0,), np.int64))
+    rc = main(["--workdir", workdir, "--protocols", "knn", "--dataset", f"npz:{empty}",
+               "--out", str(tmp_path / "r.json")])
+    assert rc == 2
+    assert "empty" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_module_help_runs():
+    out = subprocess.run([sys.executable, "-m", "jaxssl.eval", "--help"], capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert "--protocols" in out.stdout and "--workdir" in out.stdout
