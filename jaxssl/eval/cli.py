@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linear-epochs", type=int, default=100, help="epochs of each linear probe")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the subsets, probe splits and k-means")
+    p.add_argument("--save-features", default=None, metavar="NPZ",
+                   help="also write the extracted features (and prototype ids) to this .npz")
+    p.add_argument("--features-from", default=None, metavar="NPZ",
+                   help="skip extraction: use features written by --save-features")
     p.add_argument("--out", default=None,
                    help="report path (default: WORKDIR/report_eval.json); plots go beside it")
     p.add_argument("--no-plots", action="store_true", help="write the JSON report only")
@@ -129,7 +133,13 @@ def format_table(rows: list[tuple[str, str, float]]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the evaluation described by parsed ``args``; returns the report (also written)."""
-    from jaxssl.eval.protocols import balanced_spec, extract_split, run_protocols
+    from jaxssl.eval.protocols import (
+        balanced_spec,
+        extract_split,
+        load_features,
+        run_protocols,
+        save_features,
+    )
     from jaxssl.eval.report import to_jsonable, write_report
     from jaxssl.eval.restore import load_pretrained
 
@@ -150,12 +160,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     needs_train = any(p in protocols for p in ("knn", "linear", "fewshot"))
     needs_test = needs_train or "cluster" in protocols
     train = test = None
-    if needs_train:
-        train = extract_split(pre, spec, "train", batch_size=batch, limit=args.train_limit,
-                              seed=args.seed)
-    if needs_test:
-        test = extract_split(pre, spec, "test", batch_size=batch, limit=args.test_limit,
-                             with_assignments="cluster" in protocols, seed=args.seed + 1)
+    if args.features_from:
+        saved = load_features(args.features_from, pre.feature_dim())
+        train, test = saved.get("train"), saved.get("test")
+        for split, needed, got in (("train", needs_train, train), ("test", needs_test, test)):
+            if needed and got is None:
+                raise ValueError(f"--features-from {args.features_from} has no {split} "
+                                 f"features, which --protocols {args.protocols} needs")
+    else:
+        if needs_train:
+            train = extract_split(pre, spec, "train", batch_size=batch,
+                                  limit=args.train_limit, seed=args.seed)
+        if needs_test:
+            test = extract_split(pre, spec, "test", batch_size=batch, limit=args.test_limit,
+                                 with_assignments="cluster" in protocols, seed=args.seed + 1)
+    if args.save_features:
+        save_features(args.save_features, train, test)
     t_features = time.perf_counter() - t0
     results = run_protocols(pre, protocols, train, test, linear_epochs=args.linear_epochs,
                             seed=args.seed)

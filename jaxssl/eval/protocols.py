@@ -8,6 +8,7 @@ and test features and returns one JSON-ready section per protocol (METHODS.md se
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -149,6 +150,52 @@ def extract_split(
     if not with_assignments:
         return SplitFeatures(out, labels)
     return SplitFeatures(out[:, :-1], labels, out[:, -1].astype(np.int64))
+
+
+def save_features(path: str, train: SplitFeatures | None, test: SplitFeatures | None) -> str:
+    """Writes the extracted splits to one ``.npz`` (keys ``<split>_features``, ``_labels``,
+    ``_assignments``), so protocols can be re-run without touching the images."""
+    arrays = {}
+    for split, feats in (("train", train), ("test", test)):
+        if feats is None:
+            continue
+        arrays[f"{split}_features"], arrays[f"{split}_labels"] = feats.features, feats.labels
+        if feats.assignments is not None:
+            arrays[f"{split}_assignments"] = feats.assignments
+    np.savez(path, **arrays)
+    return path
+
+
+def load_features(path: str, feature_dim: int) -> dict[str, SplitFeatures]:
+    """{split: SplitFeatures} from a ``save_features`` file, checked against the model's
+    feature width ``feature_dim``.
+
+    >>> import tempfile
+    >>> p = tempfile.mkdtemp() + "/f.npz"
+    >>> _ = save_features(p, None, SplitFeatures(np.zeros((2, 3), np.float32), np.arange(2)))
+    >>> load_features(p, 3)["test"].features.shape
+    (2, 3)
+    >>> load_features(p, 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...f.npz: test_features has shape (2, 3) but the model's features are [N, 4]...
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"features file {path} does not exist; write one with "
+                                "--save-features")
+    out = {}
+    with np.load(path) as data:
+        for split in ("train", "test"):
+            if f"{split}_features" not in data.files:
+                continue
+            feats = data[f"{split}_features"]
+            if feats.ndim != 2 or feats.shape[1] != feature_dim:
+                raise ValueError(
+                    f"{path}: {split}_features has shape {feats.shape} but the model's features "
+                    f"are [N, {feature_dim}]; the file was written by a different model")
+            ids = data[f"{split}_assignments"] if f"{split}_assignments" in data.files else None
+            out[split] = SplitFeatures(feats, data[f"{split}_labels"], ids)
+    return out
 
 
 def _num_classes(*labels: np.ndarray) -> int:

@@ -179,3 +179,25 @@ def test_module_help_runs():
     out = subprocess.run([sys.executable, "-m", "jaxssl.eval", "--help"], capture_output=True,
                          text=True, timeout=120, check=True)
     assert "--protocols" in out.stdout and "--workdir" in out.stdout
+
+
+def test_saved_features_rerun_protocols_and_are_checked(run, tmp_path, capsys):
+    _, workdir, _ = run
+    feats = str(tmp_path / "feats.npz")
+    common = ["--workdir", workdir, "--protocols", "knn,cluster", "--no-plots"]
+    assert main(common + ["--train-limit", "200", "--test-limit", "100",
+                          "--save-features", feats, "--out", str(tmp_path / "a.json")]) == 0
+    assert main(common + ["--features-from", feats, "--out", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert b["num_train"] == 200 and b["num_test"] == 100
+    assert a["knn"] == b["knn"]
+    assert a["cluster"]["prototype_assignments"] == b["cluster"]["prototype_assignments"]
+
+    with np.load(feats) as data:
+        arrays = dict(data)
+    arrays["train_features"] = arrays["train_features"][:, :8]  # 32 -> 8 wide
+    np.savez(feats, **arrays)
+    capsys.readouterr()
+    assert main(common + ["--features-from", feats]) == 2
+    err = capsys.readouterr().err
+    assert "(200, 8)" in err and "[N, 32]" in err
