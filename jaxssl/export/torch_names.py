@@ -195,10 +195,10 @@ def vit_state_dict(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
         f"{m}.{leaf}" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
         for leaf in ("weight", "bias"))}
     out = dict(sorted(tokens.items()))
-    out.update(embed)
+    out.update(sorted(embed.items(), reverse=True))  # weight before bias
     for index, name in sorted(blocks, key=lambda k: (k[0], block_rank[k[1]])):
         out[f"blocks.{index}.{name}"] = blocks[(index, name)]
-    out.update(final)
+    out.update(sorted(final.items(), reverse=True))  # norm.weight, norm.bias
     return out
 
 
