@@ -5,6 +5,8 @@ Protocols (METHODS.md section 6): weighted k-NN (``knn_classify``), linear probe
 (``kmeans_cluster_scores``); diagnostics for partial prototype collapse
 (``unique_prototype_counts``, ``nn_distance_histogram``) and ExCB cluster balance
 (``cluster_size_stats``, ``argmax_agreement``); PNG plots and a JSON report.
+``load_pretrained`` restores a training workdir's checkpoint; ``python -m jaxssl.eval`` runs the
+protocols on it (``jaxssl.eval.cli``).
 """
 
 from jaxssl.eval.cluster_metrics import (
@@ -41,9 +43,11 @@ from jaxssl.eval.prototypes import (
     unique_prototype_counts,
 )
 from jaxssl.eval.report import assemble_report, to_jsonable, write_report
+from jaxssl.eval.restore import Pretrained, load_pretrained
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "Pretrained",
     "adjusted_rand_index",
     "argmax_agreement",
     "assemble_report",
@@ -63,6 +67,7 @@ __all__ = [
     "knn_classify",
     "knn_votes",
     "linear_probe",
+    "load_pretrained",
     "mean_max_probability",
     "nearest_neighbour_distances",
     "nn_distance_histogram",
