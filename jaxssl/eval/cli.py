@@ -3,6 +3,14 @@
 Restores the newest checkpoint of a training workdir (teacher by default), extracts frozen
 features of the train and test splits, runs the requested protocols, and writes a JSON report
 plus PNG plots next to it (by default into the workdir) and prints a short table.
+
+Single-host: features are extracted by this process over its local devices (batches sharded over
+a "data" mesh when the batch size divides the device count).
+
+Example::
+
+  python -m jaxssl.eval --workdir runs/excb --protocols knn,linear,fewshot,cluster,prototypes \
+      --train-limit 10000 --test-limit 2000
 """
 
 from __future__ import annotations
