@@ -381,3 +381,14 @@ def test_cli_torch_file_gives_the_checkpoint_features(tmp_path, which):
     expected = np.asarray(model.apply(teacher if which == "teacher" else student, x))
     theirs = _torch_features(torch, TorchResNet(Basic, (1, 1), 4, True), sd, x)
     np.testing.assert_allclose(theirs, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_torch_tensors_widen_bfloat16():
+    torch = pytest.importorskip("torch")
+    from jaxssl.export import Backbone, torch_tensors
+
+    params = {"norm": {"scale": np.asarray(jnp.array([1.5, -2.0], jnp.bfloat16)),
+                       "bias": np.zeros(2, np.float32)}}
+    sd = torch_tensors(Backbone("vit_small", {}, params, {}, 0))
+    assert sd["norm.weight"].dtype == torch.float32
+    assert sd["norm.weight"].tolist() == [1.5, -2.0]

@@ -136,8 +136,10 @@ def torch_tensors(backbone: Backbone) -> dict[str, Any]:
     torch = _import_torch()
     arrays = torch_state_dict(backbone.name, backbone.params, backbone.batch_stats,
                               num_batches_tracked=backbone.step)
-    # np.array copies, so every tensor owns contiguous memory (torch.save keeps views' storage).
-    return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+    # np.array copies, so every tensor owns contiguous memory (torch.save keeps views' storage);
+    # bfloat16 (an ml_dtypes type numpy-to-torch cannot convert) is widened to float32.
+    return {k: torch.from_numpy(np.array(v, np.float32 if v.dtype.name == "bfloat16" else None))
+            for k, v in arrays.items()}
 
 
 def default_out_path(workdir: str, fmt: str, which: str = "teacher") -> str:
