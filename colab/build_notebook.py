@@ -33,6 +33,7 @@ PARAMETERS = """\
 SMALL = True  # a ~1 minute CPU run; False: the 2-core-CPU Fashion-MNIST recipe, ~5 minutes
 METHOD = "excb"  # any of: dino, excb, carp, msn (PMSN: msn with config.loss.prior="power_law")
 WORKDIR = "workdirs/colab_quickstart"
+FMNIST = "/usr/share/datasets/fashion-mnist"  # IDX .gz files; synthetic data when absent
 SEED = 0"""
 
 INSTALL = """\
@@ -111,7 +112,7 @@ for name, prior in [("uniform", losses.uniform_prior(K)), ("power law", losses.p
 DATA_MD = """\
 ## Data
 
-Fashion-MNIST from `/usr/share/datasets/fashion-mnist` when it is there (a subset when
+Fashion-MNIST from `FMNIST` when it is there (a subset when
 `SMALL`), otherwise a synthetic 10-class set (class templates plus noise) so the notebook runs
 anywhere. Both are written as `.npz` files and read through jaxssl's `npz:` dataset spec."""
 
@@ -120,7 +121,6 @@ import gzip
 
 import numpy as np
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
 DATA_DIR = f"{WORKDIR}_data"
 os.makedirs(DATA_DIR, exist_ok=True)
 rng = np.random.default_rng(SEED)

@@ -61,4 +61,35 @@ def test_notebook_runs_offline_on_cpu(tmp_path):
     assert "dino_loss:" in text and "msn_loss (power law prior):" in text
     assert (tmp_path / "run" / "metrics.jsonl").exists()
     assert (tmp_path / "run" / "export" / "teacher_backbone.msgpack").exists()
+    if importlib.util.find_spec("torch") is not None:
+        _export_matches_torch(tmp_path / "run")
     assert seconds < 300
+
+
+def _export_matches_torch(workdir: Path) -> None:
+    """The trained ExCB checkpoint's teacher ViT, exported to torch, gives the JAX features."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxssl.export import export, load_backbone
+    from jaxssl.models import create_backbone
+
+    test_export = _load_test_module("test_export")
+    torch, *_, TorchViT = test_export._torch_models()
+    path = export(str(workdir), "torch")
+    backbone = load_backbone(str(workdir))
+    model = create_backbone(backbone.name, **backbone.kwargs)
+    x = np.random.default_rng(0).normal(size=(2, model.img_size, model.img_size, 3))
+    x = x.astype(np.float32)
+    ours = np.asarray(model.apply(backbone.variables(), jnp.asarray(x)))
+    torch_model = TorchViT(model.patch_size, model.embed_dim, model.depth, model.num_heads,
+                           model.img_size, model.mlp_ratio)
+    theirs = test_export._torch_features(torch, torch_model, torch.load(path), x)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def _load_test_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
