@@ -97,6 +97,12 @@ class ExCB(Method):
             student_temp=cfg.student_temp, teacher_temp=hyper["teacher_temp"], boost=cfg.boost,
             momentum=0.0)
         stats = {"cluster_sizes": aux.pop("cluster_sizes")}
+        # aux's size diagnostics describe the momentum-0 "sizes" (one batch's fractions); report
+        # them for the EMA sizes the balancing actually used.
+        sizes = method_state["cluster_sizes"]
+        rel = self.config.head.num_prototypes * sizes / jnp.sum(sizes)
+        aux["min_relative_size"], aux["max_relative_size"] = jnp.min(rel), jnp.max(rel)
+        aux["empty_fraction"] = jnp.mean(rel < 0.01)
         koleo, weight = koleo_term(self, params, self.config)
         metrics = {"excb_loss": loss, "koleo_proto": koleo, **aux}
         return loss + weight * koleo, {"metrics": metrics, "stats": stats, "batch_stats": bs,
