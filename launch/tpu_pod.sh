@@ -28,9 +28,15 @@ Options:
   --remote-dir DIR       code directory on the workers (default: jaxssl, under $HOME)
   --skip-install         do not reinstall (code is still copied)
   --detach               start training under nohup and return; log in ~/jaxssl-train.log
-  --dry-run              print every command without running it
+  --dry-run              print every command without running it (the TPU is not looked up,
+                         so the create command is shown)
   -h, --help             this help
 Any --config.FIELD=VALUE argument is passed to the trainer as an override.
+
+Example:
+  launch/tpu_pod.sh --config configs/dino_vits16_imagenet.py --workdir gs://BUCKET/dino_vits16 \
+    --tpu dino-v4-64 --zone us-central2-b --accelerator-type v4-64 --queued \
+    --config.train.batch_size=1024
 USAGE
 }
 
