@@ -20,9 +20,9 @@ import jax.numpy as jnp
 from jaxssl.losses import _checks
 from jaxssl.losses.dino import (
     _global_sum_and_count,
+    _paired_cross_entropy,
     _require_momentum,
     _require_positive_scalar,
-    _student_log_probs,
     _teacher_probs,
 )
 
@@ -82,14 +82,22 @@ def ibot_patch_loss(
     _require_positive_scalar("student_temp", student_temp)
     _require_positive_scalar("teacher_temp", teacher_temp)
 
-    num_views, batch = jnp.shape(student_patch_logits)[:2]
+    num_views, batch, num_patches, num_prototypes = jnp.shape(student_patch_logits)
+    rows = num_views * batch * num_patches
     q = _teacher_probs(teacher_patch_logits, center, teacher_temp)  # [G, B, N, K]
-    log_p = _student_log_probs(student_patch_logits, student_temp)
-    cross_entropy = -jnp.sum(q * log_p, axis=-1)  # [G, B, N]
     m = jnp.asarray(masks, jnp.float32)
-    # Mean over the masked patches of each image; the clamp keeps unmasked images at 0, not NaN.
-    per_image = jnp.sum(cross_entropy * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
-    total, count = _global_sum_and_count(per_image, batch, axis_name)
+    # Mean over the masked patches of each image as a per-patch weight; the clamp keeps unmasked
+    # images at 0, not NaN.
+    patch_weight = m / jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)  # [G, B, N]
+    # Every patch is one row paired with its own teacher row: H(q, p) via the shared DINO kernel
+    # (logsumexp minus a dot product, analytic backward; no [G, B, N, K] log-probabilities).
+    local_sum = _paired_cross_entropy(
+        jnp.asarray(student_patch_logits, jnp.float32).reshape(1, rows, num_prototypes),
+        q.reshape(1, rows, num_prototypes),
+        patch_weight.reshape(1, 1, rows),
+        student_temp,
+    )
+    total, count = _global_sum_and_count(local_sum, batch, axis_name)
     return total / (count * num_views)
 
 
