@@ -37,6 +37,11 @@ setup(
             "pytest-xdist>=3.5,<4",
             "scikit-learn>=1.4,<2",
             "ruff>=0.6,<1",
+            "nbclient>=0.10,<1",
+            "nbformat>=5.9,<6",
+            "ipykernel>=6.29,<8",
         ],
+        # Exact pin: this is the CPU build; a looser range pulls a multi-GB CUDA build.
+        "torch": ["torch==2.13.0"],
     },
 )
