@@ -15,6 +15,11 @@ The bound of a loss is the larger of
 The ratio time / bound is what the results file quotes: absolute times on this shared machine are
 noisy, ratios taken side by side are not.
 
+``--jemalloc`` re-runs the script with jemalloc preloaded (``LD_PRELOAD``, retained memory, no
+decay: ``MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1``), so large buffers are
+reused instead of being fresh ``mmap``s first-touched page by page (``apt-get install
+libjemalloc2``).
+
 ``--koleo-memory`` runs one jitted, chunked KoLeo-proto forward + backward at K = 65536, D = 256 in
 a subprocess and reports its peak resident set size (``getrusage(RUSAGE_CHILDREN)``), and checks
 that the chunked value and gradient equal the dense ones at K = 8192.
@@ -277,11 +282,35 @@ def build_cases(names: list[str], quick: bool, runs: int) -> list[Case]:
     return [builders[n]() for n in names]
 
 
+JEMALLOC_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/libjemalloc.so.2",
+)
+JEMALLOC_CONF = "retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
+
+
+def reexec_with_jemalloc() -> None:
+    """Replaces this process by the same command with jemalloc preloaded (see the docstring)."""
+    library = next((p for p in JEMALLOC_PATHS if os.path.exists(p)), None)
+    if library is None:
+        raise SystemExit(
+            f"--jemalloc: libjemalloc.so.2 not found in {JEMALLOC_PATHS}; "
+            "install it with `apt-get install libjemalloc2`."
+        )
+    env = dict(os.environ, LD_PRELOAD=library, MALLOC_CONF=JEMALLOC_CONF,
+               JAXSSL_BENCH_JEMALLOC=library)
+    argv = [a for a in sys.argv if a != "--jemalloc"]
+    os.execve(sys.executable, [sys.executable] + argv, env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--losses", default="dino,ibot,koleo,excb,carp,msn,pmsn")
     parser.add_argument("--quick", action="store_true", help="small shapes, for a smoke test")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per loss (median)")
+    parser.add_argument("--jemalloc", action="store_true",
+                        help="re-run with jemalloc preloaded (retained memory, no decay)")
     parser.add_argument("--koleo-memory", action="store_true",
                         help="also measure the chunked KoLeo-proto peak RSS in a subprocess")
     parser.add_argument("--koleo-child", action="store_true", help=argparse.SUPPRESS)
@@ -290,6 +319,8 @@ def main() -> None:
     parser.add_argument("--koleo-chunk", type=int, default=512)
     args = parser.parse_args()
 
+    if args.jemalloc:
+        reexec_with_jemalloc()
     if args.koleo_child:
         koleo_child(args.koleo_k, args.koleo_d, args.koleo_chunk)
         return
@@ -298,8 +329,10 @@ def main() -> None:
     stream_bytes = (256 if args.quick else 1024) << 20
     matmul_n = 1024 if args.quick else 2048
     print(f"# jaxssl loss benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    jemalloc = os.environ.get("JAXSSL_BENCH_JEMALLOC")
+    malloc = f"jemalloc {jemalloc} ({JEMALLOC_CONF})" if jemalloc else "default (glibc)"
     print(f"# {platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
-          f"jax {jax.__version__}, {'quick' if args.quick else 'paper'} shapes")
+          f"jax {jax.__version__}, {'quick' if args.quick else 'paper'} shapes, malloc: {malloc}")
     print("# bandwidth (jitted x + 1 on a float32 array, read + write bytes / time) and matmul "
           "rate are re-measured right before each loss, so the bound follows the machine's load")
     print()
