@@ -63,6 +63,76 @@ def random_partition(key: jax.Array, num_prototypes: int, block_size: int) -> ja
     return permutation.reshape(num_prototypes // block_size, block_size)
 
 
+def _permute_minor(x: jax.Array, permutation: jax.Array) -> jax.Array:
+    """``x[..., permutation]`` for a permutation of the last axis, with a gather as its backward.
+
+    Written as a row gather of the transposed ``[K, rows]`` matrix followed by the transpose back,
+    which XLA:CPU fuses into one copy-like pass; an element-wise gather along the minor axis (and
+    its scatter-add transpose) took most of carp_loss's time. The backward applies the inverse
+    permutation the same way (a gather, not a scatter-add).
+    """
+    inverse = jnp.zeros_like(permutation).at[permutation].set(
+        jnp.arange(permutation.shape[0], dtype=permutation.dtype)
+    )
+    return _permute_minor_vjp(x, permutation, inverse)
+
+
+def _gather_minor(x: jax.Array, indices: jax.Array) -> jax.Array:
+    rows = x.reshape(-1, x.shape[-1]).T  # [K, rows]
+    return jnp.take(rows, indices, axis=0).T.reshape(x.shape)
+
+
+@jax.custom_vjp
+def _permute_minor_vjp(x: jax.Array, permutation: jax.Array, inverse: jax.Array) -> jax.Array:
+    return _gather_minor(x, permutation)
+
+
+def _permute_minor_fwd(x, permutation, inverse):
+    return _gather_minor(x, permutation), inverse
+
+
+def _permute_minor_bwd(inverse, g):
+    # y[..., i] = x[..., perm[i]]  =>  dx[..., perm[i]] = g[..., i], i.e. dx = g[..., inverse].
+    return _gather_minor(g, inverse), None, None
+
+
+_permute_minor_vjp.defvjp(_permute_minor_fwd, _permute_minor_bwd)
+
+
+@jax.custom_vjp
+def _block_overlaps(student_blocks: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Block softmax ``p`` of ``[S, B, NB, N_B]`` student logits; ``<p, q_j>`` and ``sum p``.
+
+    Returns ``overlap[i, j, b, n] = sum_k p[i, b, n, k] q[j, b, n, k]`` (``q``: ``[T, B, NB, N_B]``
+    teacher block distributions, a constant) and ``mass[n, k] = sum_{i, b} p[i, b, n, k]``. The
+    backward is the softmax Jacobian written out, ``dx = p (g_p - <g_p, p>)`` with
+    ``g_p = sum_j g_overlap_j q_j + g_mass``, one fused pass that writes only ``dx`` (autodiff
+    stored several [S, B, NB, N_B] intermediates and broadcast copies of ``q`` on XLA:CPU).
+    """
+    return _block_overlaps_fwd(student_blocks, q)[0]
+
+
+def _block_overlaps_fwd(student_blocks, q):
+    p = jax.nn.softmax(student_blocks, axis=-1)  # [S, B, NB, N_B]
+    overlap = jnp.stack(
+        [jnp.sum(p * q[j][None], axis=-1) for j in range(q.shape[0])], axis=1
+    )  # [S, T, B, NB]
+    mass = jnp.sum(p, axis=(0, 1))  # [NB, N_B]
+    return (overlap, mass), (p, q)
+
+
+def _block_overlaps_bwd(residuals, cotangents):
+    p, q = residuals
+    g_overlap, g_mass = cotangents  # [S, T, B, NB], [NB, N_B]
+    g_p = g_mass + sum(g_overlap[:, j, :, :, None] * q[j][None] for j in range(q.shape[0]))
+    d_blocks = p * (g_p - jnp.sum(g_p * p, axis=-1, keepdims=True))
+    # q is the teacher's (stop-gradient): no cotangent.
+    return d_blocks, None
+
+
+_block_overlaps.defvjp(_block_overlaps_fwd, _block_overlaps_bwd)
+
+
 def carp_loss(
     student_logits: jax.Array,
     teacher_logits: jax.Array,
@@ -88,8 +158,9 @@ def carp_loss(
 
     The pair inner products are sums over the prototypes of a block, so only
     ``[S, T, B, K / N_B]`` scalars are formed, never an ``[S, T, B, K]`` product. The blocks are
-    gathered as whole rows of the transposed ``[K, V * B]`` logits (a gather of contiguous rows,
-    whose gradient is a row scatter), which was much faster on XLA:CPU than gathering along K.
+    gathered by a fused transpose-gather-transpose whose backward applies the inverse permutation
+    (a gather, not a scatter-add), and the block softmax has a hand-written backward; both were
+    much faster on XLA:CPU than the element-wise gather along K and autodiff.
 
     Args:
       student_logits: ``[S, B, K]`` student prototype logits (no temperature is applied).
@@ -140,38 +211,29 @@ def carp_loss(
 
     flat_partition = partition.reshape(-1)
 
-    def block_log_probs(logits: jax.Array) -> jax.Array:
-        # [V, B, K] -> [NB, N_B, V, B]: gather every block's prototypes, softmax within the block.
-        # The gather runs on the transposed logits, moving whole contiguous [V * B] rows; taking
-        # single elements along the minor K axis (and its element-wise scatter-add transpose)
-        # took most of the loss's time on XLA:CPU.
-        views = logits.shape[0]
-        rows = jnp.asarray(logits, jnp.float32).reshape(views * batch, num_prototypes).T
-        blocks = jnp.take(rows, flat_partition, axis=0)
-        blocks = blocks.reshape(num_blocks, block_size, views, batch)
-        return jax.nn.log_softmax(blocks, axis=1)
+    def gather_blocks(logits: jax.Array) -> jax.Array:
+        # [V, B, K] -> [V, B, NB, N_B]: every block's prototypes, contiguous.
+        blocks = _permute_minor(jnp.asarray(logits, jnp.float32), flat_partition)
+        return blocks.reshape(logits.shape[0], batch, num_blocks, block_size)
 
-    log_p = block_log_probs(student_logits)  # [NB, N_B, S, B]
-    p = jnp.exp(log_p)
-    log_q = block_log_probs(jax.lax.stop_gradient(teacher_logits))  # [NB, N_B, T, B]
-    q = jnp.exp(log_q)
+    student_blocks = gather_blocks(student_logits)  # [S, B, NB, N_B]
+    teacher_blocks = gather_blocks(jax.lax.stop_gradient(teacher_logits))  # [T, B, NB, N_B]
+    q = jax.nn.softmax(teacher_blocks, axis=-1)
+    # Consistency inner products <p_{i,b,n}, q_{j,b,n}> ([S, T, B, NB]) and the student block
+    # mass summed over views and batch ([NB, N_B]), with a hand-written backward.
+    overlap, student_mass = _block_overlaps(student_blocks, jax.lax.stop_gradient(q))
 
-    # Consistency: <p_{i,b,n}, q_{j,b,n}> for every (student i, teacher j, sample, block), summed
-    # over the N_B prototypes of a block (axis 1) for each of the T <= 2 teacher views.
-    overlap = jnp.stack(
-        [jnp.sum(p * q[:, :, j : j + 1], axis=1) for j in range(num_teacher)], axis=1
-    )  # [NB, T, S, B]
     eps = jnp.finfo(jnp.float32).eps
     pair_loss = -jnp.log(jnp.clip(overlap, eps, 1.0 - eps))
     # Student view i < T is teacher view i's crop: those pairs are excluded.
-    cross_view = jnp.arange(num_teacher)[:, None] != jnp.arange(num_student)[None, :]  # [T, S]
+    cross_view = jnp.arange(num_student)[:, None] != jnp.arange(num_teacher)[None, :]  # [S, T]
     num_pairs = num_teacher * (num_student - 1)
     global_batch = _global_sum(jnp.float32(batch), axis_name)
-    consistency_sum = jnp.sum(jnp.where(cross_view[None, :, :, None], pair_loss, 0.0))
+    consistency_sum = jnp.sum(jnp.where(cross_view[:, :, None, None], pair_loss, 0.0))
     consistency = _global_sum(consistency_sum, axis_name) / (num_pairs * global_batch * num_blocks)
 
     # Uniformity: KL(p_bar_n || U(N_B)) with p_bar_n over all views and the global batch.
-    block_mass = jnp.sum(p, axis=(2, 3)) + jnp.sum(q, axis=(2, 3))  # [NB, N_B]
+    block_mass = student_mass + jnp.sum(q, axis=(0, 1))  # [NB, N_B]
     p_bar = _global_sum(block_mass, axis_name) / ((num_student + num_teacher) * global_batch)
     # p log p -> 0 as p -> 0; the log's argument is replaced by 1 where p_bar = 0 so neither the
     # value nor the gradient of the unselected branch is NaN.
@@ -181,10 +243,11 @@ def carp_loss(
 
     loss = consistency + entropy_weight * entropy
 
-    student_labels = jnp.argmax(log_p, axis=1)  # [NB, S, B]
-    teacher_labels = jnp.argmax(log_q, axis=1)  # [NB, T, B]
-    matches = student_labels[:, None] == teacher_labels[:, :, None]  # [NB, T, S, B]
-    same_crop = jnp.eye(num_teacher, num_student, dtype=bool)[None, :, :, None]
+    # The arg-max of a block softmax is that of the block's logits.
+    student_labels = jnp.argmax(student_blocks, axis=-1)  # [S, B, NB]
+    teacher_labels = jnp.argmax(teacher_blocks, axis=-1)  # [T, B, NB]
+    matches = student_labels[:, None] == teacher_labels[None, :]  # [S, T, B, NB]
+    same_crop = jnp.eye(num_student, num_teacher, dtype=bool)[:, :, None, None]
     cells = global_batch * num_blocks
     aux = {
         "consistency": consistency,
@@ -194,7 +257,7 @@ def carp_loss(
         "cross_view_agreement": _global_sum(
             jnp.sum((matches & ~same_crop).astype(jnp.float32)), axis_name
         ) / (num_pairs * cells),
-        "mean_max_prob": _global_sum(jnp.sum(jnp.max(q, axis=1)), axis_name)
+        "mean_max_prob": _global_sum(jnp.sum(jnp.max(q, axis=-1)), axis_name)
         / (num_teacher * cells),
     }
     return loss, aux
