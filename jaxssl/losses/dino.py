@@ -106,17 +106,16 @@ def _paired_cross_entropy_fwd(student_logits, q, weights, student_temp):
     dots = jnp.stack(sums[1:])  # [T, S, R]
     cross_entropy = log_norm[None] * q_mass[:, None] - dots  # [T, S, R]
     total = jnp.sum(weights * cross_entropy)
-    return total, (student_logits, q, weights, student_temp, row_max, log_norm)
+    return total, (student_logits, q, weights, student_temp, row_max, log_norm, q_mass)
 
 
 def _paired_cross_entropy_bwd(residuals, g):
-    student_logits, q, weights, student_temp, row_max, log_norm = residuals
+    student_logits, q, weights, student_temp, row_max, log_norm, q_mass = residuals
     # The barrier keeps XLA from sharing z - m with the forward pass, which would make it store
     # z - m as a full [S, R, K] array instead of recomputing it inside each fused pass.
     student_logits, row_max = jax.lax.optimization_barrier((student_logits, row_max))
     shifted = (student_logits - row_max) / student_temp
     p = jnp.exp(shifted - log_norm[..., None])  # softmax(z), recomputed: [S, R, K]
-    q_mass = jnp.sum(q, axis=-1)  # [T, R]
     num_teacher = q.shape[0]
     # dL/dz_s = sum_t w_ts (q_mass_t softmax(z_s) - q_t): one fused pass writing [S, R, K].
     coef = jnp.sum(weights * q_mass[:, None], axis=0)  # [S, R]
