@@ -13,8 +13,6 @@ teacher view ``i``, so those pairs are skipped.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
@@ -38,25 +36,6 @@ def _teacher_probs(teacher_logits: jax.Array, center: jax.Array, teacher_temp) -
     t = jax.lax.stop_gradient(jnp.asarray(teacher_logits, jnp.float32))
     c = jax.lax.stop_gradient(jnp.asarray(center, jnp.float32))
     return jax.nn.softmax((t - c) / teacher_temp, axis=-1)
-
-
-def _accurate_row_sums(operands: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-    """Sums over the last axis of equally shaped arrays in one fused pass, in two stages.
-
-    The K axis is cut into chunks of up to 256: one variadic reduction sums every chunk of every
-    operand (reading the inputs once), a second sums the K / 256 partial sums. XLA:CPU's loop
-    fusion of a variadic reduction accumulates sequentially, which over K = 65536 terms lost
-    ~1e-5 relative; two stages keep the error near float32 rounding.
-    """
-    shape = operands[0].shape
-    length = shape[-1]
-    chunk = math.gcd(length, 256)
-    chunked = tuple(x.reshape(shape[:-1] + (length // chunk, chunk)) for x in operands)
-    partial = jax.lax.reduce(
-        chunked, (jnp.float32(0),) * len(operands),
-        lambda x, y: tuple(a + b for a, b in zip(x, y)), (len(shape),),
-    )
-    return tuple(jnp.sum(x, axis=-1) for x in partial)
 
 
 def _paired_cross_entropy(
@@ -94,16 +73,13 @@ def _paired_cross_entropy_fwd(student_logits, q, weights, student_temp):
     # the probability mass) then have small, accurately rounded values whatever the logits' scale.
     row_max = jnp.max(student_logits, axis=-1, keepdims=True)  # [S, R, 1]
     shifted = (student_logits - row_max) / student_temp  # <= 0; fused into the reductions below
-    q_mass = _accurate_row_sums((q,))[0]  # [T, R], 1 up to rounding
-    # sum_k exp(z - m) and <q_t, z - m> for every t in ONE variadic reduction over K, so XLA reads
-    # the student logits once for all of them and never stores z - m (separate reductions made
-    # XLA:CPU materialise the shared z - m, twice the memory traffic).
-    num_teacher = q.shape[0]
-    sums = _accurate_row_sums(
-        (jnp.exp(shifted),) + tuple(q[t][None] * shifted for t in range(num_teacher))
-    )
-    log_norm = jnp.log(sums[0])  # [S, R]
-    dots = jnp.stack(sums[1:])  # [T, S, R]
+    q_mass = jnp.sum(q, axis=-1)  # [T, R], 1 up to rounding
+    log_norm = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))  # [S, R]
+    # <q_t, z_s - m_s> for every (t, s) as one contraction over K at float32 precision. Side by side
+    # (B = 64, K = 65536) this beat one fused variadic reduction for the normaliser and the dots
+    # with jemalloc (148 vs 231 ms) and was second with glibc malloc (260 vs 197 ms; the old
+    # log_softmax + einsum: 176 / 520 ms): XLA:CPU's variadic loop reduction is not vectorised.
+    dots = jnp.einsum("trk,srk->tsr", q, shifted, precision=jax.lax.Precision.HIGHEST)
     cross_entropy = log_norm[None] * q_mass[:, None] - dots  # [T, S, R]
     total = jnp.sum(weights * cross_entropy)
     return total, (student_logits, q, weights, student_temp, row_max, log_norm, q_mass)
@@ -165,8 +141,8 @@ def dino_loss(
     are computed (``H(q, p) = logsumexp(s/tau) - <q, s/tau>``, exact because ``q`` sums to one, with
     the maximum subtracted inside the dot so nothing cancels), and the backward is analytic
     (``dL/ds = sum_t w_ts (softmax(s/tau) - q_t) / tau``), so the forward + backward stores a
-    single ``[S, B, K]`` array, the gradient. Side by side at paper scale this was several times
-    faster on XLA:CPU than ``einsum`` over ``log_softmax`` (benchmarks/results/losses.md).
+    single ``[S, B, K]`` array, the gradient (measured side by side on XLA:CPU in
+    benchmarks/results/losses.md).
 
     Args:
       student_logits: ``[S, B, K]`` student head outputs for all views (globals first).
