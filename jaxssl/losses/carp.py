@@ -106,8 +106,9 @@ def _block_overlaps(student_blocks: jax.Array, q: jax.Array) -> tuple[jax.Array,
     Returns ``overlap[i, j, b, n] = sum_k p[i, b, n, k] q[j, b, n, k]`` (``q``: ``[T, B, NB, N_B]``
     teacher block distributions, a constant) and ``mass[n, k] = sum_{i, b} p[i, b, n, k]``. The
     backward is the softmax Jacobian written out, ``dx = p (g_p - <g_p, p>)`` with
-    ``g_p = sum_j g_overlap_j q_j + g_mass``, one fused pass that writes only ``dx`` (autodiff
-    stored several [S, B, NB, N_B] intermediates and broadcast copies of ``q`` on XLA:CPU).
+    ``g_p = sum_j g_overlap_j q_j + g_mass``, a reduction and one elementwise pass writing
+    ``dx`` (autodiff stored several more [S, B, NB, N_B] intermediates on XLA:CPU; XLA still
+    stores ``q`` broadcast over the S views, twice, for its XNNPACK fusion).
     """
     return _block_overlaps_fwd(student_blocks, q)[0]
 

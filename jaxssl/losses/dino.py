@@ -140,8 +140,8 @@ def dino_loss(
     Only ``T x S x B`` dot products ``<q_t, s/tau - max>`` and one log-normaliser per student row
     are computed (``H(q, p) = logsumexp(s/tau) - <q, s/tau>``, exact because ``q`` sums to one, with
     the maximum subtracted inside the dot so nothing cancels), and the backward is analytic
-    (``dL/ds = sum_t w_ts (softmax(s/tau) - q_t) / tau``), so the forward + backward stores a
-    single ``[S, B, K]`` array, the gradient (measured side by side on XLA:CPU in
+    (``dL/ds = sum_t w_ts (softmax(s/tau) - q_t) / tau``), so the backward writes a
+    single ``[S, B, K]`` array, the gradient, in one fused pass (measured side by side on XLA:CPU in
     benchmarks/results/losses.md).
 
     Args:
