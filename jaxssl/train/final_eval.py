@@ -25,7 +25,9 @@ def eval_batches(config: ml_collections.ConfigDict, split: str, limit: int = 0):
     ``limit`` examples (for the online probe)."""
     from jaxssl.data.pipeline import make_eval_iterator
 
-    bsz = int(config.eval.batch_size)
+    # Round up to a multiple of the local devices: batches are sharded over the data axis.
+    n = jax.local_device_count()
+    bsz = -(-int(config.eval.batch_size) // n) * n
     seen = 0
     for batch in make_eval_iterator(config.data.dataset, split,
                                     image_size=config.data.global_crops.size, batch_size=bsz,

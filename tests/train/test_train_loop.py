@@ -22,6 +22,8 @@ def metrics_rows(workdir):
 def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     c = tiny("excb")
     c.train.num_steps = 6
+    # The online k-NN probe runs on held-out subsets every 3 steps; it must not disturb training.
+    c.train.update(online_knn_every=3, online_knn_train_size=1000, online_knn_test_size=500)
     full = loop_lib.train(c, str(tmp_path / "full"))
     part = loop_lib.train(c, str(tmp_path / "part"), stop_after=3)
     assert part["stopped"] and part["step"] == 3
@@ -39,6 +41,10 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     b = {r["step"]: r["data_fingerprint"] for r in metrics_rows(tmp_path / "part")}
     assert sorted(b) == list(range(1, 7)) and a == b
     assert len(set(a.values())) == 6  # and the batches really differ from step to step
+    probes = {r["step"]: r["online_knn_top1"] for r in metrics_rows(tmp_path / "full")
+              if "online_knn_top1" in r}
+    assert sorted(probes) == [3, 6]
+    assert all(0.1 < v <= 1.0 for v in probes.values())  # above chance for 10 classes
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
