@@ -34,7 +34,7 @@ def require_same_dims(
 
 
 def require_shape(name: str, x, shape: Sequence[int], meaning: str) -> None:
-    """Raises unless ``x.shape == shape``; ``meaning`` explains where the expected shape comes from."""
+    """Raises unless ``x.shape == shape``; ``meaning`` says where the expected shape comes from."""
     if tuple(jnp.shape(x)) != tuple(shape):
         raise ValueError(
             f"{name} must have shape {tuple(shape)} ({meaning}), got {tuple(jnp.shape(x))}."
