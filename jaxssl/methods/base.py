@@ -21,10 +21,21 @@ import ml_collections
 Views = dict[str, jax.Array]  # "global": f32 [B, G, H, W, C], optional "local", "mask", ...
 
 
+def variables(params: Any, batch_stats: Any) -> dict:
+    """Flax variables from params and (possibly empty) BatchNorm statistics."""
+    return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+
+
 class Method(abc.ABC):
-    """Interface of a pretraining method (DINO/iBOT, CARP, ExCB, MSN/PMSN)."""
+    """Interface of a pretraining method (DINO/iBOT, CARP, ExCB, MSN/PMSN).
+
+    Subclasses set ``self.model``: a Flax module with a ``features`` method (the backbone), whose
+    parameter subtree ``prototype_module`` holds the prototype matrix.
+    """
 
     name: str = ""
+    prototype_module: str = "head"
+    model: Any = None
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -53,17 +64,22 @@ class Method(abc.ABC):
         del stats, hyper
         return method_state
 
-    @abc.abstractmethod
     def embed(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array:
         """Backbone features [B, D] of normalised float images [B, H, W, C] (eval mode)."""
+        return self.model.apply(variables(params, batch_stats), images, train=False,
+                                method="features")
 
     def prototypes(self, params: Any) -> jax.Array | None:
-        """The prototype / centroid matrix [K, D] when the method has one."""
-        return None
+        """The prototype / centroid matrix [K, D] (raw rows) of ``params[prototype_module]``."""
+        from jaxssl.models import get_prototypes
+
+        return get_prototypes(params[self.prototype_module])
 
     def assign(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array | None:
-        """Arg-max prototype of each image (eval mode) for cluster diagnostics, when defined."""
-        return None
+        """Arg-max prototype of each image (eval mode), for cluster diagnostics: by default the
+        arg-max of the model's output logits."""
+        return jnp.argmax(self.model.apply(variables(params, batch_stats), images, train=False),
+                          axis=-1)
 
 
 def flatten_views(x: jax.Array) -> jax.Array:

@@ -65,16 +65,3 @@ class CARP(Method):
         metrics = {"carp_loss": loss, "koleo_proto": koleo, **aux}
         return loss + weight * koleo, {"metrics": metrics, "stats": {}, "batch_stats": bs,
                                        "teacher_batch_stats": tbs}
-
-    def embed(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        return self.model.apply(variables, images, train=False, method="features")
-
-    def prototypes(self, params):
-        from jaxssl.models import get_prototypes
-
-        return get_prototypes(params["head"])
-
-    def assign(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        return jnp.argmax(self.model.apply(variables, images, train=False), axis=-1)

@@ -114,16 +114,3 @@ class DINO(Method):
         for name in stats:  # c <- m c + (1 - m) mean(teacher logits), after the loss.
             new[name] = m * method_state[name] + (1.0 - m) * stats[name]
         return new
-
-    def embed(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        return self.model.apply(variables, images, train=False, method="features")
-
-    def prototypes(self, params):
-        from jaxssl.models import get_prototypes
-
-        return get_prototypes(params["head"])
-
-    def assign(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        return jnp.argmax(self.model.apply(variables, images, train=False), axis=-1)

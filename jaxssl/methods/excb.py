@@ -20,6 +20,7 @@ from jaxssl.methods.base import (
     apply_with_stats,
     flatten_views,
     koleo_term,
+    variables,
     views_first,
 )
 
@@ -52,6 +53,7 @@ class ExCB(Method):
     """ExCB with cluster sizes held in the method state (simplex, initialised to 1/K)."""
 
     name = "excb"
+    prototype_module = "centroids"
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)
@@ -113,21 +115,12 @@ class ExCB(Method):
         sizes = m * method_state["cluster_sizes"] + (1.0 - m) * stats["cluster_sizes"]
         return {**method_state, "cluster_sizes": sizes}
 
-    def embed(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        return self.model.apply(variables, images, train=False, method="features")
-
     def project(self, params, batch_stats, images):
         """Projector outputs (eval mode), used by the spherical k-means centroid initialisation."""
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        return self.model.apply(variables, images, train=False, method="project")
-
-    def prototypes(self, params):
-        from jaxssl.models import get_prototypes
-
-        return get_prototypes(params["centroids"])
+        return self.model.apply(variables(params, batch_stats), images, train=False,
+                                method="project")
 
     def assign(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        direct, _ = self.model.apply(variables, images, train=False, with_predictor=False)
+        direct, _ = self.model.apply(variables(params, batch_stats), images, train=False,
+                                     with_predictor=False)
         return jnp.argmax(direct, axis=-1)

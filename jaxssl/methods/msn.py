@@ -19,6 +19,7 @@ from jaxssl.methods.base import (
     apply_with_stats,
     flatten_views,
     koleo_term,
+    variables,
     views_first,
 )
 
@@ -91,17 +92,9 @@ class MSN(Method):
         return loss + weight * koleo, {"metrics": metrics, "stats": {}, "batch_stats": bs,
                                        "teacher_batch_stats": tbs}
 
-    def embed(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        return self.model.apply(variables, images, train=False, method="features")
-
-    def prototypes(self, params):
-        from jaxssl.models import get_prototypes
-
-        return get_prototypes(params["head"])
-
     def assign(self, params, batch_stats, images):
-        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
-        z = self.model.apply(variables, images, train=False).astype(jnp.float32)
+        # The head returns projections; assignments are the nearest prototype by cosine.
+        z = self.model.apply(variables(params, batch_stats), images,
+                             train=False).astype(jnp.float32)
         w = self.prototypes(params).astype(jnp.float32)
         return jnp.argmax(z @ w.T / (jnp.linalg.norm(w, axis=-1) + 1e-12), axis=-1)
