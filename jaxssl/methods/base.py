@@ -40,9 +40,18 @@ class Method(abc.ABC):
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
 
-    @abc.abstractmethod
     def init(self, key: jax.Array, views: Views) -> tuple[Any, Any, dict]:
-        """Returns (params, batch_stats, method_state) initialised from example views."""
+        """Returns (params, batch_stats, method_state) initialised from example views.
+
+        Two examples of the global views are enough: parameter shapes do not depend on B.
+        """
+        x = flatten_views(views["global"])[:2]
+        variables = self.model.init({"params": key, "dropout": key}, x, train=False)
+        return variables["params"], variables.get("batch_stats", {}), self.initial_state()
+
+    def initial_state(self) -> dict:
+        """The method's EMA state before the first step (default: none)."""
+        return {}
 
     @abc.abstractmethod
     def loss(

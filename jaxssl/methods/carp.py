@@ -38,11 +38,6 @@ class CARP(Method):
                           bottleneck_dim=h.bottleneck_dim, dtype=common.compute_dtype(config)),
         )
 
-    def init(self, key, views):
-        x = flatten_views(views["global"])[:2]
-        variables = self.model.init({"params": key, "dropout": key}, x, train=False)
-        return variables["params"], variables.get("batch_stats", {}), {}
-
     def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
              views, hyper, key):
         cfg = self.config

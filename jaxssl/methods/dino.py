@@ -46,14 +46,12 @@ class DINO(Method):
             raise ValueError("config.method='ibot' needs a ViT backbone (patch tokens); got "
                              f"config.model.backbone={config.model.backbone!r}.")
 
-    def init(self, key, views):
-        x = flatten_views(views["global"])[:2]
-        variables = self.model.init({"params": key, "dropout": key}, x, train=False)
+    def initial_state(self):
         k = self.config.head.num_prototypes
         state = {"center": jnp.zeros((k,), jnp.float32)}
         if self.ibot:
             state["patch_center"] = jnp.zeros((k,), jnp.float32)
-        return variables["params"], variables.get("batch_stats", {}), state
+        return state
 
     def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
              views, hyper, key):

@@ -68,12 +68,9 @@ class ExCB(Method):
             centroids=CentroidLayer(num_prototypes=h.num_prototypes, dtype=dt),
         )
 
-    def init(self, key, views):
-        x = flatten_views(views["global"])[:2]
-        variables = self.model.init({"params": key, "dropout": key}, x, train=False)
-        k = self.config.head.num_prototypes
-        state = {"cluster_sizes": jnp.full((k,), 1.0 / k, jnp.float32)}
-        return variables["params"], variables.get("batch_stats", {}), state
+    def initial_state(self):
+        k = self.config.head.num_prototypes  # cluster sizes start uniform, in the simplex
+        return {"cluster_sizes": jnp.full((k,), 1.0 / k, jnp.float32)}
 
     def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
              views, hyper, key):

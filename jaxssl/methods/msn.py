@@ -54,11 +54,6 @@ class MSN(Method):
         self.prior = make_prior(config)
         self.vit = common.is_vit(self.model.backbone)
 
-    def init(self, key, views):
-        x = flatten_views(views["global"])[:2]
-        variables = self.model.init({"params": key, "dropout": key}, x, train=False)
-        return variables["params"], variables.get("batch_stats", {}), {}
-
     def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
              views, hyper, key):
         from jaxssl.data.masks import msn_keep_indices
