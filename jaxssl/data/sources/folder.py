@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,31 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], np
     return classes, paths, np.asarray(labels, dtype=np.int64)
 
 
+def read_skipping_corrupt(source, index: int, n: int, read: Callable[[int], dict],
+                          exhausted: str) -> dict:
+    """``read(i)`` for the first readable i in index, index + 1, ... (mod n).
+
+    Shared by the sources that decode files: a random-access source must return something for
+    every index, so a corrupt item is replaced by the next readable one, recorded once in
+    ``source.corrupt_indices`` (under ``source._lock``, grain reads from threads) with a warning,
+    or re-raised when ``source.skip_corrupt`` is false. ``exhausted`` is the error message when
+    every item is corrupt.
+    """
+    for offset in range(n):
+        i = (index + offset) % n
+        try:
+            return read(i)
+        except CorruptImageError as err:
+            if not source.skip_corrupt:
+                raise
+            with source._lock:
+                first_time = i not in source.corrupt_indices
+                source.corrupt_indices.add(i)
+            if first_time:
+                warnings.warn(f"{err}; skipped (using the next readable index).", stacklevel=3)
+    raise CorruptImageError(exhausted)
+
+
 def decode_image(path: str) -> np.ndarray:
     """Decodes a file to uint8 RGB [H, W, 3]; raises ``CorruptImageError`` naming the file."""
     try:
@@ -121,22 +147,11 @@ class ImageFolderSource:
 
     def __getitem__(self, index: int) -> dict:
         n = len(self._paths)
-        for offset in range(n):
-            i = (index + offset) % n
-            try:
-                image = decode_image(self._paths[i])
-            except CorruptImageError as err:
-                if not self.skip_corrupt:
-                    raise
-                with self._lock:
-                    first_time = i not in self.corrupt_indices
-                    self.corrupt_indices.add(i)
-                if first_time:
-                    warnings.warn(f"{err}; skipped (using the next readable index).", stacklevel=2)
-                continue
-            # The label is that of the image actually returned, so pairs stay consistent.
-            return {"image": image, "label": int(self.labels[i])}
-        raise CorruptImageError(f"no readable image in {self.root} ({n} files, all corrupt).")
+        # The label is that of the image actually returned, so pairs stay consistent.
+        return read_skipping_corrupt(
+            self, index, n,
+            lambda i: {"image": decode_image(self._paths[i]), "label": int(self.labels[i])},
+            f"no readable image in {self.root} ({n} files, all corrupt).")
 
     # threading.Lock cannot be pickled; grain pickles sources for worker processes.
     def __getstate__(self) -> dict:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import io
 import threading
-import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxssl.data.sources.folder import CorruptImageError
+from jaxssl.data.sources.folder import CorruptImageError, read_skipping_corrupt
 
 
 def decode_image_bytes(data, *, name: str) -> np.ndarray:
@@ -163,23 +162,13 @@ class TfdsSource:
         return parse_example(self._source[index], (self.image_key, self.label_key))
 
     def __getitem__(self, index: int) -> dict:
-        n = self._length
-        for offset in range(n):
-            i = (index + offset) % n
+        def read(i: int) -> dict:
             record = self._record(i)
-            try:
-                image = decode_image_bytes(record[self.image_key], name=f"{self.name}[{i}]")
-            except CorruptImageError as err:
-                if not self.skip_corrupt:
-                    raise
-                with self._lock:
-                    first_time = i not in self.corrupt_indices
-                    self.corrupt_indices.add(i)
-                if first_time:
-                    warnings.warn(f"{err}; skipped (using the next readable index).", stacklevel=2)
-                continue
+            image = decode_image_bytes(record[self.image_key], name=f"{self.name}[{i}]")
             return {"image": image, "label": int(record[self.label_key])}
-        raise CorruptImageError(f"no readable image in TFDS {self.name}/{self.split}.")
+
+        return read_skipping_corrupt(self, index, self._length, read,
+                                     f"no readable image in TFDS {self.name}/{self.split}.")
 
     # The ArrayRecord readers and the lock do not pickle; they are re-created on demand.
     def __getstate__(self) -> dict:
