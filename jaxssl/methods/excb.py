@@ -112,10 +112,18 @@ class ExCB(Method):
         sizes = m * method_state["cluster_sizes"] + (1.0 - m) * stats["cluster_sizes"]
         return {**method_state, "cluster_sizes": sizes}
 
-    def project(self, params, batch_stats, images):
-        """Projector outputs (eval mode), used by the spherical k-means centroid initialisation."""
-        return self.model.apply(variables(params, batch_stats), images, train=False,
-                                method="project")
+    def project(self, params, batch_stats, images, *, train: bool = False):
+        """Projector outputs, used by the spherical k-means centroid initialisation.
+
+        ``train=True`` normalises BatchNorm layers with the statistics of ``images`` (the
+        running statistics are not updated), as the teacher does inside the train step.
+        """
+        if not train:
+            return self.model.apply(variables(params, batch_stats), images, train=False,
+                                    method="project")
+        out, _ = self.model.apply(variables(params, batch_stats), images, train=True,
+                                  method="project", mutable=["batch_stats"])
+        return out
 
     def assign(self, params, batch_stats, images):
         direct, _ = self.model.apply(variables(params, batch_stats), images, train=False,

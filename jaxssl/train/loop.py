@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxssl.methods.registry import build_method
 from jaxssl.train import mesh as mesh_lib
+from jaxssl.train.budget import FIRST_PLAN_STEP, FIRST_TIMED_STEP, plan_total_steps
 from jaxssl.train.checkpoint import Checkpointer, abstract_like
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.init_state import create_train_state
@@ -28,10 +29,6 @@ from jaxssl.train.metrics_log import MetricsLogger
 from jaxssl.train.optim import make_optimizer
 from jaxssl.train.step import make_train_step
 from jaxssl.train.validate import validate_config
-
-# Steps timed to size a wall-clock budget: after compilation the first steps run slow
-# (CALIBRATION.md), so the budget is fixed from steps [_BUDGET_FROM, _BUDGET_TO).
-_BUDGET_FROM, _BUDGET_TO = 5, 15
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -153,16 +150,26 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
                     f"loss is {loss} at step {step}; stopping. The last good checkpoint "
                     f"({where}) is intact; lower optim.lr or check the data.")
             log.advance()
-            if budget and step == _BUDGET_FROM:
+            if budget and step == FIRST_TIMED_STEP:
                 t_budget_from = time.perf_counter()
-            if budget and step == _BUDGET_TO and t_budget_from is not None:
-                per_step = (time.perf_counter() - t_budget_from) / (_BUDGET_TO - _BUDGET_FROM)
-                left = budget - (time.perf_counter() - t_start)
-                total = max(step + 1, min(total, step + int(left / per_step)))
-                state = state.replace(total_steps=jax.device_put(jnp.int32(total), rep))
-                log.set_total(total)
-                print(f"Wall-clock budget {budget:.0f} s: {per_step * 1e3:.0f} ms/step, "
-                      f"planning {total} steps.")
+            # Plan the step count at FIRST_PLAN_STEP, then re-plan at every log step from the
+            # mean step time since FIRST_TIMED_STEP: the steps right after compilation run slower
+            # than the rest (one plan from them left ~30 % of a 7-minute budget unused), and a
+            # shared machine's speed drifts. Re-planning moves the schedules' end smoothly.
+            if budget and t_budget_from is not None and step < total and (
+                    step == FIRST_PLAN_STEP or (step > FIRST_PLAN_STEP
+                                                and step % config.train.log_every == 0)):
+                now = time.perf_counter()
+                planned = plan_total_steps(step, budget_s=budget, elapsed_s=now - t_start,
+                                           timed_s=now - t_budget_from,
+                                           max_steps=int(config.train.num_steps))
+                if planned != total:
+                    total = planned
+                    state = state.replace(total_steps=jax.device_put(jnp.int32(total), rep))
+                    log.set_total(total)
+                if step == FIRST_PLAN_STEP:
+                    print(f"Wall-clock budget {budget:.0f} s: planning {total} steps "
+                          f"(re-planned every {config.train.log_every} steps).")
             if step % config.train.log_every == 0 or step == total:
                 images_per_s = log.images_per_second(step)
                 row = {k: v for k, v in jax.device_get(metrics).items()}
