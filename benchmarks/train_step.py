@@ -1,7 +1,7 @@
 """Train-step throughput of every method's CPU recipe (or any config), printed as a table.
 
 Run:
-  python benchmarks/train_step.py                      # all CPU Fashion-MNIST recipes, batch 256
+  python benchmarks/train_step.py                      # every CPU Fashion-MNIST recipe, batch 64
   python benchmarks/train_step.py --methods excb --batch 128 --steps 10
   python benchmarks/train_step.py --config configs/dino_vits16_imagenet.py --batch 128  # GPU/TPU
 
@@ -86,21 +86,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", default=",".join(RECIPES))
     p.add_argument("--config", default=None, help="benchmark this config file instead")
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=0, help="global batch (0: the config's own)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--peak-tflops", type=float, default=0.0,
                    help="accelerator peak (e.g. 989 for H100 SXM bf16 dense) for MFU")
     args = p.parse_args()
     rows = []
     if args.config:
-        rows.append(measure(args.config, load_config(args.config), args.batch, args.steps,
+        c = load_config(args.config)
+        rows.append(measure(args.config, c, args.batch or c.train.batch_size, args.steps,
                             args.peak_tflops))
     else:
         for name in args.methods.split(","):
             method, loss = RECIPES[name]
             c = fashion_mnist_cpu(method)
             c.loss.update(loss)
-            rows.append(measure(name, c, args.batch, args.steps, args.peak_tflops))
+            rows.append(measure(name, c, args.batch or c.train.batch_size, args.steps,
+                                args.peak_tflops))
             print(rows[-1], flush=True)
     keys = list(rows[0])
     print("\ndevice:", jax.devices()[0].device_kind, "x", jax.device_count())

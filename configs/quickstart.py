@@ -2,19 +2,16 @@ r"""The quick-start job: ExCB on Fashion-MNIST, 7 minutes of training on a 2-cor
 
 Run:
   python -m jaxssl.train --config configs/quickstart.py --workdir workdirs/quickstart
-Expect: about 9 minutes in all on an idle 2-core CPU, then the teacher's k-NN top-1 on the
-Fashion-MNIST test set is printed (target >= 75 %; measured 70.7 % on 2026-11-22 on a shared,
-contended machine, see benchmarks/RESULTS.md), plus loss_curve.png, cluster_sizes.png and
-report.json in the workdir.
+Expect: about 8.5 minutes in all on an idle 2-core CPU (7 of them training, ~950 steps of batch 64),
+then the teacher's k-NN top-1 on the Fashion-MNIST test set is printed: 76.6 % measured on
+2026-12-01 (target >= 75 %; randomly initialised weights give 68.0 %, see benchmarks/RESULTS.md),
+plus loss_curve.png, cluster_sizes.png and report.json in the workdir.
 """
 
 from jaxssl.train.recipes import fashion_mnist_cpu
 
 
 def get_config():
-    c = fashion_mnist_cpu("excb", minutes=7.0)
-    # A BatchNorm projector spreads the random-init projections, so the first balanced targets
-    # depend on the image and not only on the cluster sizes.
-    c.head.use_bn = True
-    c.train.checkpoint_every = 1000
-    return c
+    # The ExCB CPU recipe (K = 64, BN projector, batch 64, 2 x 28 px + 2 x 14 px views) with a
+    # 7-minute training budget: k-means init, compilation and the final k-NN take ~75 s more.
+    return fashion_mnist_cpu("excb", minutes=7.0)

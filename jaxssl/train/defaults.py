@@ -111,6 +111,7 @@ def base_config() -> ml_collections.ConfigDict:
         min_lr=1e-6,
         warmup_steps=0,
         warmup_fraction=0.1,  # used when warmup_steps == 0
+        warmup_start_lr=0.0,  # per 256 images, like lr: the warm-up starts here (MSN: 2e-4)
         weight_decay=0.04,
         weight_decay_end=0.4,
         momentum=0.9,  # sgd / lars

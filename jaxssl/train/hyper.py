@@ -13,6 +13,11 @@ def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
     return float(config.optim.lr) * config.train.batch_size / 256.0
 
 
+def warmup_start_learning_rate(config: ml_collections.ConfigDict) -> float:
+    """Where the linear warm-up starts: ``optim.warmup_start_lr``, per 256 images like ``lr``."""
+    return float(config.optim.warmup_start_lr) * config.train.batch_size / 256.0
+
+
 def warmup_steps(config: ml_collections.ConfigDict, total_steps: int) -> int:
     """``optim.warmup_steps``, or ``optim.warmup_fraction`` of the run when that is 0."""
     if config.optim.warmup_steps:
@@ -27,13 +32,18 @@ def hyperparams(config: ml_collections.ConfigDict, step: int, total_steps: int) 
     >>> h = hyperparams(base_config(), 0, 100)
     >>> float(h["learning_rate"]), float(h["ema_momentum"]), bool(h["freeze_prototypes"])
     (0.0, 0.996, False)
+    >>> c = base_config()
+    >>> c.train.batch_size = 256  # lr and warmup_start_lr are per 256 images
+    >>> c.optim.update(lr=1e-3, warmup_start_lr=2e-4, warmup_steps=10)  # MSN's warm-up
+    >>> [round(float(hyperparams(c, s, 100)["learning_rate"]), 6) for s in (0, 5, 10)]
+    [0.0002, 0.0006, 0.001]
     """
     o, lcfg = config.optim, config.loss
     wd = schedules.cosine_ramp(step, total_steps, o.weight_decay, o.weight_decay_end)
     out = {
         "learning_rate": schedules.warmup_cosine(
             step, total_steps, warmup_steps(config, total_steps), peak_learning_rate(config),
-            end=o.min_lr),
+            end=o.min_lr, start=warmup_start_learning_rate(config)),
         "weight_decay": wd,
         "prototype_decay": 0.0,
         "ema_momentum": schedules.cosine_ramp(

@@ -126,6 +126,9 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         _fail("optim.name", f"must be one of {OPTIMIZERS}, got {o.name!r}.")
     if o.lr <= 0:
         _fail("optim.lr", f"must be > 0, got {o.lr}.")
+    if not 0.0 <= o.warmup_start_lr <= o.lr:
+        _fail("optim.warmup_start_lr", f"must lie in [0, optim.lr = {o.lr}], got "
+              f"{o.warmup_start_lr}.")
     if not 0.0 <= o.warmup_fraction < 1.0:
         _fail("optim.warmup_fraction", f"must lie in [0, 1), got {o.warmup_fraction}.")
     for name in ("momentum", "momentum_end"):

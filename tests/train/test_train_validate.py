@@ -39,6 +39,7 @@ def test_valid_tiny_configs_pass():
     ("dino", "method", "byol", r"config\.method: must be one of"),
     ("dino", "augment.local.hue", 0.9, r"config\.augment: .*hue"),
     ("dino", "loss.teacher_temp", 0.0, r"config\.loss\.teacher_temp: must be > 0"),
+    ("msn", "optim.warmup_start_lr", 1.0, r"config\.optim\.warmup_start_lr: must lie in"),
 ])
 def test_invalid_fields_are_named(method, field, value, match):
     check(method, field, value, match)
