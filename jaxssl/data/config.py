@@ -6,6 +6,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxssl.data.scale_schedule import validate_scale_schedule
 from jaxssl.data.spec import parse_spec
 
 INTERPOLATIONS = ("bilinear", "bicubic")
@@ -30,6 +31,8 @@ def default_data_config() -> ml_collections.ConfigDict:
             "prefetch": 2,
             "skip_corrupt": True,
             "subset_seed": 0,
+            # ExCB's cosine shrinking of the global crops' minimum scale; start_min 0 = off.
+            "crop_scale_schedule": {"start_min": 0.0, "steps": 0},
         }
     )
 
@@ -96,6 +99,8 @@ def validate_data_config(data_config: Any) -> None:
     subset_seed = _get(data_config, "subset_seed", 0, required=False)
     if not isinstance(subset_seed, int) or isinstance(subset_seed, bool) or subset_seed < 0:
         raise ValueError(f"data.subset_seed must be an integer >= 0, got {subset_seed!r}.")
+    validate_scale_schedule(_get(data_config, "crop_scale_schedule", None, required=False),
+                            data_config.global_crops.scale, data_config.local_crops.scale)
     skip = _get(data_config, "skip_corrupt")
     if not isinstance(skip, bool):
         raise ValueError(f"data.skip_corrupt must be a bool, got {skip!r}.")

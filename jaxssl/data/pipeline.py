@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxssl.data.config import validate_data_config
 from jaxssl.data.crops import DEFAULT_RATIO, eval_view, random_view
+from jaxssl.data.scale_schedule import crop_scales
 from jaxssl.data.spec import make_source
 
 
@@ -88,9 +89,13 @@ class _MultiCropElement:
         example = self.source[index]
         rng = np.random.default_rng([self.seed, epoch, 1, index])
         v = self.views
+        # Element k belongs to optimiser step k // B of this process's stream.
+        global_scale, local_scale = crop_scales(
+            k // self.layout["batch"], v["global_scale"], v["local_scale"],
+            start_min=v["schedule_start_min"], steps=v["schedule_steps"])
         out = {
             "global": np.stack([
-                random_view(rng, example["image"], v["global_size"], v["global_scale"],
+                random_view(rng, example["image"], v["global_size"], global_scale,
                             v["ratio"], v["interpolation"])
                 for _ in range(v["num_global"])
             ]),
@@ -99,7 +104,7 @@ class _MultiCropElement:
         }
         if v["num_local"]:
             out["local"] = np.stack([
-                random_view(rng, example["image"], v["local_size"], v["local_scale"],
+                random_view(rng, example["image"], v["local_size"], local_scale,
                             v["ratio"], v["interpolation"])
                 for _ in range(v["num_local"])
             ])
@@ -143,8 +148,9 @@ def make_train_iterator(
     when L == 0) ``, "label": int32 [B], "index": int64 [B]}`` with ``B = global_batch_size //
     process_count``; see the module docstring for the order. ``data_config`` fields: dataset,
     data_dir, global_crops/local_crops {num, size, scale}, num_threads, prefetch (batches buffered
-    ahead), skip_corrupt, and optionally ratio, interpolation and subset_seed (the long-tailed
-    subset's seed, default 0). ``source`` overrides the source
+    ahead), skip_corrupt, and optionally ratio, interpolation, subset_seed (the long-tailed
+    subset's seed, default 0) and crop_scale_schedule {start_min, steps} (ExCB's shrinking global
+    crops, see ``jaxssl.data.scale_schedule``). ``source`` overrides the source
     built from ``data_config.dataset`` (the spec string is still validated).
 
     >>> from jaxssl.data.config import default_data_config
@@ -174,11 +180,14 @@ def make_train_iterator(
             f"of {data_config.dataset!r}."
         )
     g, loc = data_config.global_crops, data_config.local_crops
+    schedule = data_config.get("crop_scale_schedule")
     views = {
         "num_global": g.num, "global_size": g.size, "global_scale": tuple(g.scale),
         "num_local": loc.num, "local_size": loc.size, "local_scale": tuple(loc.scale),
         "ratio": tuple(data_config.get("ratio", DEFAULT_RATIO)),
         "interpolation": data_config.get("interpolation", "bicubic"),
+        "schedule_start_min": float(schedule.start_min) if schedule is not None else 0.0,
+        "schedule_steps": int(schedule.steps) if schedule is not None else 0,
     }
     element = _MultiCropElement(
         source, seed=int(seed), batch=batch, process_index=process_index,

@@ -95,6 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
         num_threads=2,
         prefetch=2,
         skip_corrupt=True,
+        # ExCB: the global crops' minimum scale goes start_min -> global_crops.scale[0] by cosine
+        # over `steps`, and locals sample (local_crops.scale[0], s_min). start_min 0 = off.
+        crop_scale_schedule=ml_collections.ConfigDict(dict(start_min=0.0, steps=0)),
     ))
     c.augment = ml_collections.ConfigDict(dict(
         global1=view_augment(blur_prob=1.0),

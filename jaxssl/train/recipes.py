@@ -148,6 +148,8 @@ def imagenet(method: str, backbone: str, *, epochs: int, batch_size: int = 1024,
     elif method == "excb":
         c.data.local_crops.update(num=6, size=96, scale=(0.05, 0.14))
         c.data.global_crops.scale = (0.14, 1.0)
+        # Global crops' minimum scale 0.26 -> 0.14 by cosine; locals (0.05, s_min).
+        c.data.crop_scale_schedule.update(start_min=0.26, steps=c.train.num_steps)
         c.head.use_bn = not vit
         if vit:
             c.optim.update(lr=2e-3 * 256 / batch_size)

@@ -215,6 +215,8 @@ def test_eval_sees_every_example_once(toy_npz, processes):
         ("interpolation", "nearest", "data.interpolation"),
         ("skip_corrupt", "yes", "data.skip_corrupt"),
         ("subset_seed", -1, "data.subset_seed"),
+        ("crop_scale_schedule.start_min", 0.2, r"data.crop_scale_schedule.start_min must lie "
+                                              r"in \[0.32, 1.0\]"),
         ("dataset", "cifar", "unknown dataset spec 'cifar'"),
     ],
 )
@@ -245,3 +247,28 @@ def test_bad_batch_sizes(toy_npz):
         make_train_iterator(cfg, global_batch_size=64, seed=0)
     with pytest.raises(ValueError, match="process_index"):
         make_train_iterator(cfg, global_batch_size=8, seed=0, process_index=2, process_count=2)
+
+
+def test_crop_scale_schedule_follows_the_step(toy_npz, monkeypatch):
+    """ExCB's schedule: global crops use (s_min, 1) and locals (0.1, s_min) with s_min going
+    0.6 -> 0.4 by cosine over 4 steps; recorded from the crops the pipeline actually cuts."""
+    import jaxssl.data.pipeline as pipeline
+
+    used = []
+
+    def recording_view(rng, image, size, scale, ratio, interpolation):
+        used.append((size, tuple(round(float(x), 6) for x in scale)))
+        return real_view(rng, image, size, scale, ratio, interpolation)
+
+    real_view = pipeline.random_view
+    monkeypatch.setattr(pipeline, "random_view", recording_view)
+    cfg = _config(f"npz:{toy_npz}", num_local=1)
+    cfg.crop_scale_schedule.update(start_min=0.6, steps=4)
+    it = make_train_iterator(cfg, global_batch_size=2, seed=0)
+    expected_min = [0.4 + 0.1 * (1 + np.cos(np.pi * min(s / 4, 1))) for s in range(6)]
+    for step in range(6):
+        used.clear()
+        next(it)
+        s_min = round(float(expected_min[step]), 6)
+        # 2 examples x (2 globals + 1 local), in the element's order.
+        assert used == 2 * [(12, (s_min, 1.0)), (12, (s_min, 1.0)), (6, (0.1, s_min))], step
