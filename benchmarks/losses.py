@@ -12,6 +12,9 @@ The bound of a loss is the larger of
     1 GiB float32 array, read + write bytes / time), and
   * compute: the matmul FLOPs of the loss (forward and backward), divided by the dense matmul rate
     measured in the same run.
+A third column, not part of the bound, is the exp floor: every softmax input needs at least one
+exp, so (number of softmax inputs) / (XLA:CPU's exp rate, a jitted ``sum(exp(x))`` timed in the
+same run) is a time no XLA-generated kernel of the loss can beat.
 The ratio time / bound is what the results file quotes: absolute times on this shared machine are
 noisy, ratios taken side by side are not.
 
@@ -64,6 +67,7 @@ class Case:
     byte_model: str
     flops: float  # matmul FLOPs of fwd + bwd (0 when none)
     runs: int
+    exp_count: float = 0.0  # softmax inputs: each needs at least one exp in any implementation
 
 
 def median_time(fn: Callable, args: tuple, runs: int) -> float:
@@ -104,6 +108,14 @@ def matmul_rate(n: int, runs: int) -> float:
     return 2.0 * n**3 / t
 
 
+def exp_rate(n: int, runs: int) -> float:
+    """exp/s of a jitted ``sum(exp(x))`` over ``n`` float32 values (XLA:CPU's vectorised exp;
+    the sum keeps the output tiny, so this is exp throughput, not memory traffic)."""
+    x = jax.random.uniform(jax.random.key(0), (n,), jnp.float32, -10.0, 0.0)
+    t = median_time(jax.jit(lambda v: jnp.sum(jnp.exp(v))), (x,), runs)
+    return n / t
+
+
 def normal(key_index: int, shape: tuple, scale: float = 1.0) -> jax.Array:
     return scale * jax.random.normal(jax.random.key(key_index), shape, jnp.float32)
 
@@ -122,7 +134,7 @@ def dino_case(b: int, k: int, runs: int) -> Case:
         "dino_loss", f"S={s}, T={t}, B={b}, K={k}", fn, (student, teacher, center),
         bytes_moved=F32 * b * k * (s + t + s),
         byte_model="read student [S,B,K] + teacher [T,B,K], write d student [S,B,K]",
-        flops=0.0, runs=runs,
+        flops=0.0, runs=runs, exp_count=float((s + t) * b * k),
     )
 
 
@@ -138,7 +150,7 @@ def ibot_case(b: int, n: int, k: int, runs: int) -> Case:
         "ibot_patch_loss", f"G={g}, B={b}, N={n}, K={k}", fn, (student, teacher, masks, center),
         bytes_moved=F32 * g * b * n * k * 3,
         byte_model="read student + teacher [G,B,N,K], write d student (masks negligible)",
-        flops=0.0, runs=runs,
+        flops=0.0, runs=runs, exp_count=float(2 * g * b * n * k),
     )
 
 
@@ -170,7 +182,7 @@ def excb_case(b: int, k: int, runs: int) -> Case:
         bytes_moved=F32 * b * k * (g + v + g + g + v),
         byte_model="read direct [G,B,K] + predictor [V,B,K] + teacher [G,B,K], write d direct, "
         "d predictor",
-        flops=0.0, runs=runs,
+        flops=0.0, runs=runs, exp_count=float((g + v + g) * b * k),
     )
 
 
@@ -185,7 +197,7 @@ def carp_case(b: int, k: int, block: int, runs: int) -> Case:
         "carp_loss", f"S={s}, T={t}, B={b}, K={k}, N_B={block}", fn, (student, teacher, partition),
         bytes_moved=F32 * b * k * (s + t + s),
         byte_model="read student [S,B,K] + teacher [T,B,K], write d student (partition negligible)",
-        flops=0.0, runs=runs,
+        flops=0.0, runs=runs, exp_count=float((s + t) * b * k),
     )
 
 
@@ -203,7 +215,7 @@ def msn_case(name: str, v: int, b: int, k: int, d: int, runs: int, power_law: bo
         bytes_moved=F32 * ((v * b + b + k) * d + (v * b + k) * d + 2 * v * b * k),
         byte_model="read anchors, targets, W; write d anchors, d W; anchor logits [V,B,K] "
         "written once and read once",
-        flops=flops, runs=runs,
+        flops=flops, runs=runs, exp_count=float((v * b + b) * k),
     )
 
 
@@ -328,6 +340,7 @@ def main() -> None:
     runs = args.runs
     stream_bytes = (256 if args.quick else 1024) << 20
     matmul_n = 1024 if args.quick else 2048
+    exp_elements = (16 if args.quick else 64) << 20
     print(f"# jaxssl loss benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     jemalloc = os.environ.get("JAXSSL_BENCH_JEMALLOC")
     malloc = f"jemalloc {jemalloc} ({JEMALLOC_CONF})" if jemalloc else "default (glibc)"
@@ -338,14 +351,18 @@ def main() -> None:
     print()
     print("| loss | shape | fwd+bwd ms (median) | runs | bytes moved (MB) | stream GB/s "
           "| memory bound ms | matmul GFLOP | GFLOP/s | compute bound ms | time / bound "
-          "| PyTorch ref ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| exp floor ms | time / exp floor | PyTorch ref ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     notes = []
     for name in args.losses.split(","):
         case = build_cases([name], args.quick, runs)[0]
         bandwidth = stream_bandwidth(stream_bytes, runs)
         flop_rate = matmul_rate(matmul_n, runs) if case.flops else float("nan")
+        rate_exp = exp_rate(exp_elements, runs) if case.exp_count else float("nan")
         t = median_time(case.fn, case.args, case.runs)
+        exp_floor = case.exp_count / rate_exp if case.exp_count else 0.0
+        exp_text = (f"{1e3 * exp_floor:,.1f} | {t / exp_floor:.2f}" if case.exp_count
+                    else "- | -")
         mem_bound = case.bytes_moved / bandwidth
         compute_bound = case.flops / flop_rate if case.flops else 0.0
         bound = max(mem_bound, compute_bound)
@@ -355,7 +372,7 @@ def main() -> None:
         print(f"| {case.name} | {case.shape} | {1e3 * t:,.1f} | {case.runs} | "
               f"{case.bytes_moved / 1e6:,.0f} | {bandwidth / 1e9:.1f} | {1e3 * mem_bound:,.1f} "
               f"| {case.flops / 1e9:,.1f} | {rate_text} | {1e3 * compute_bound:,.1f} "
-              f"| {t / bound:.2f} | {ref_text} |", flush=True)
+              f"| {t / bound:.2f} | {exp_text} | {ref_text} |", flush=True)
         notes.append(f"- {case.name}: {case.byte_model}")
         del case
     print()
