@@ -118,6 +118,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, float]]:
         pa = cluster["prototype_assignments"]
         rows += [("cluster", f"argmax {m}", pa[m])
                  for m in ("nmi", "purity", "frac_empty", "min_relative", "max_relative")]
+    if "two_view_agreement" in cluster:
+        rows.append(("cluster", "argmax two-view agreement",
+                     cluster["two_view_agreement"]["agreement"]))
     for t, n in report.get("prototypes", {}).get("unique", {}).items():
         rows.append(("prototypes", f"unique @ {t}", n))
     return rows
@@ -147,6 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         load_features,
         run_protocols,
         save_features,
+        two_view_agreement,
     )
     from jaxssl.eval.report import to_jsonable, write_report
     from jaxssl.eval.restore import load_pretrained
@@ -187,6 +191,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_features = time.perf_counter() - t0
     results = run_protocols(pre, protocols, train, test, linear_epochs=args.linear_epochs,
                             seed=args.seed)
+    if "cluster" in protocols:
+        views = two_view_agreement(pre, spec, "test", num_images=args.test_limit or 2000,
+                                   batch_size=batch, seed=args.seed + 2)
+        if views is not None:
+            results["cluster"]["two_view_agreement"] = views
     report = to_jsonable({
         "workdir": pre.workdir, "step": pre.step, "which": pre.which,
         "method": cfg.method, "dataset": spec, "train_dataset": cfg.data.dataset,

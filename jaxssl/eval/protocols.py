@@ -152,6 +152,55 @@ def extract_split(
     return SplitFeatures(out[:, :-1], labels, out[:, -1].astype(np.int64))
 
 
+def two_view_agreement(pre: Pretrained, spec: str, split: str, *, num_images: int,
+                       batch_size: int, seed: int = 0) -> dict[str, Any] | None:
+    """Agreement of the model's arg-max prototype between two augmented views of one image.
+
+    Each image gets two global views cut and augmented exactly as in training (host crops of
+    ``config.data.global_crops``, then the configured photometric augmentation of global views
+    1 and 2 on device); the result is the fraction of images whose two views pick the same
+    prototype (METHODS.md: "agreement of the arg-max between two views"). None for a method
+    without prototypes.
+    """
+    from jaxssl.data.pipeline import make_train_iterator
+    from jaxssl.data.spec import make_source
+    from jaxssl.eval.cluster_sizes import argmax_agreement
+    from jaxssl.train.step import augment_batch, view_augments
+
+    method, params, stats, cfg = pre.method, pre.params, pre.batch_stats, pre.config
+    if method.prototypes(params) is None:
+        return None
+    source = make_source(spec, split, data_dir=cfg.data.data_dir)
+    n = min(int(num_images), len(source))
+    batch = min(int(batch_size), n)
+    if n < 1 or batch < 1:
+        raise ValueError(f"two_view_agreement: need >= 1 image, got num_images={num_images} for "
+                         f"{spec!r} {split!r} ({len(source)} examples)")
+    data_cfg = cfg.data.copy_and_resolve_references()
+    data_cfg.global_crops.num, data_cfg.local_crops.num = 2, 0
+    view_cfg = cfg.copy_and_resolve_references()
+    view_cfg.data.global_crops.num, view_cfg.data.local_crops.num = 2, 0
+    augments = view_augments(view_cfg)
+    it = make_train_iterator(data_cfg, global_batch_size=batch, seed=seed,
+                             source=_Subset(source, subset_indices(len(source), n, seed)))
+
+    @jax.jit
+    def assign_both(key, crops):
+        views = augment_batch(key, {"global": crops}, augments)["global"]  # [B, 2, H, W, C]
+        return (method.assign(params, stats, views[:, 0]),
+                method.assign(params, stats, views[:, 1]))
+
+    first, second = [], []
+    key = jax.random.key(seed)
+    for i in range(n // batch):  # one epoch of the subset, the remainder dropped
+        a, b = assign_both(jax.random.fold_in(key, i), jnp.asarray(next(it)["global"]))
+        first.append(np.asarray(a))
+        second.append(np.asarray(b))
+    first, second = np.concatenate(first), np.concatenate(second)
+    return {"agreement": argmax_agreement(first, second), "num_images": int(first.shape[0]),
+            "split": split}
+
+
 def save_features(path: str, train: SplitFeatures | None, test: SplitFeatures | None) -> str:
     """Writes the extracted splits to one ``.npz`` (keys ``<split>_features``, ``_labels``,
     ``_assignments``), so protocols can be re-run without touching the images."""

@@ -108,6 +108,8 @@ def test_cli_end_to_end(run, capsys):
     for m in ("nmi", "ari", "purity", "hungarian_accuracy"):
         assert -1.0 <= km[m] <= 1.0
     assert km["purity"] >= km["hungarian_accuracy"] - 1e-9  # purity maps many-to-one
+    views = report["cluster"]["two_view_agreement"]
+    assert views["num_images"] == 256 and 0.0 <= views["agreement"] <= 1.0  # one batch of 256
     pa = report["cluster"]["prototype_assignments"]
     k = config.head.num_prototypes
     assert pa["num_prototypes"] == k and pa["num_points"] == TEST_LIMIT
@@ -201,3 +203,53 @@ def test_saved_features_rerun_protocols_and_are_checked(run, tmp_path, capsys):
     assert main(common + ["--features-from", feats]) == 2
     err = capsys.readouterr().err
     assert "(200, 8)" in err and "[N, 32]" in err
+
+
+class _BrightnessMethod:
+    """Assigns an image to one of two 'prototypes' by its mean normalised intensity: invariant
+    to crops of the whole image and to flips, not to brightness/contrast jitter."""
+
+    def __init__(self, method, threshold):
+        self.method, self.threshold = method, threshold
+
+    def prototypes(self, params):
+        return self.method.prototypes(params)
+
+    def assign(self, params, batch_stats, images):
+        return (jnp.mean(images, axis=(1, 2, 3)) > self.threshold).astype(jnp.int32)
+
+
+def test_two_view_agreement_sees_independently_augmented_views(run):
+    import dataclasses
+
+    from jaxssl.data.augment import ViewAugment
+    from jaxssl.eval.protocols import two_view_agreement
+    from jaxssl.eval.restore import load_pretrained
+
+    config, workdir, _ = run
+    pre = load_pretrained(workdir)
+    cfg = pre.config
+    # Whole-image crops (scale 1, aspect 1): the two views differ only by flips and photometrics.
+    cfg.data.global_crops.scale, cfg.data.ratio = (1.0, 1.0), (1.0, 1.0)
+    off = dict(jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
+    jitter = dict(off, jitter_prob=1.0, brightness=0.8, contrast=0.8)
+    fake = dataclasses.replace(pre, method=_BrightnessMethod(pre.method, threshold=-0.1))
+
+    def agreement(view_settings):
+        for name in ("global1", "global2"):
+            for field, value in view_settings.items():
+                cfg.augment[name][field] = value
+        ViewAugment(**{k: v for k, v in view_settings.items()})  # a valid setting
+        out = two_view_agreement(fake, cfg.data.dataset, "test", num_images=500,
+                                 batch_size=100, seed=0)
+        assert out["num_images"] == 500 and out["split"] == "test"
+        return out["agreement"]
+
+    # No photometric change: both views have the same mean, so the same "prototype".
+    assert agreement(off) == 1.0
+    # Independent strong brightness/contrast jitter per view moves images across the threshold.
+    assert agreement(jitter) < 0.95
+
+    # The real model: a fraction in [0, 1] for the default training augmentation.
+    real = two_view_agreement(pre, config.data.dataset, "test", num_images=200, batch_size=100)
+    assert 0.0 <= real["agreement"] <= 1.0 and real["num_images"] == 200
