@@ -53,7 +53,7 @@ def fashion_mnist_cpu(method: str, *, minutes: float = 9.0) -> ml_collections.Co
 
     >>> c = fashion_mnist_cpu("carp")
     >>> c.method, c.optim.name, c.data.global_crops.size, c.train.batch_size
-    ('carp', 'lars', 28, 64)
+    ('carp', 'adamw', 28, 64)
     >>> fashion_mnist_cpu("excb").head.num_prototypes
     64
     """
@@ -98,8 +98,10 @@ def fashion_mnist_cpu(method: str, *, minutes: float = 9.0) -> ml_collections.Co
         # targets depend on the image and not only on the cluster sizes.
         c.head.use_bn = True
     if method == "carp":
-        c.optim.lr = 0.3
-        c.optim.weight_decay = c.optim.weight_decay_end = 1e-6
+        # The paper's LARS (lr 0.3 per 256, wd 1e-6, no clipping) is a ResNet recipe; on this ViT
+        # it collapsed the backbone in 9 minutes (k-NN 41.2 %, below the 68.0 % of random init;
+        # measured 2026-12-01), so the CPU recipe uses AdamW like the other ViT recipes.
+        c.optim.update(name="adamw", lr=1e-3, grad_clip=3.0)
     c.eval.batch_size = 1000
     return c
 
