@@ -9,22 +9,9 @@ belongs to; a resumed run therefore cuts exactly the crops of an uninterrupted o
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-
-def scheduled_min_scale(step: int, *, start: float, end: float, steps: int) -> float:
-    """s_min at ``step``: cosine from ``start`` (step 0) to ``end`` (step >= ``steps``).
-
-    >>> scheduled_min_scale(0, start=0.26, end=0.14, steps=100)
-    0.26
-    >>> round(scheduled_min_scale(50, start=0.26, end=0.14, steps=100), 6)
-    0.2
-    >>> scheduled_min_scale(250, start=0.26, end=0.14, steps=100)
-    0.14
-    """
-    t = min(max(step / steps, 0.0), 1.0) if steps > 0 else 1.0
-    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * t))
+from jaxssl.train.schedules import cosine_ramp
 
 
 def crop_scales(step: int, global_scale: tuple[float, float], local_scale: tuple[float, float],
@@ -38,6 +25,9 @@ def crop_scales(step: int, global_scale: tuple[float, float], local_scale: tuple
 
     >>> crop_scales(0, (0.14, 1.0), (0.05, 0.14), start_min=0.26, steps=10)
     ((0.26, 1.0), (0.05, 0.26))
+    >>> g, _ = crop_scales(5, (0.14, 1.0), (0.05, 0.14), start_min=0.26, steps=10)
+    >>> round(g[0], 6)  # half-way down the cosine
+    0.2
     >>> crop_scales(10, (0.14, 1.0), (0.05, 0.14), start_min=0.26, steps=10)
     ((0.14, 1.0), (0.05, 0.14))
     >>> crop_scales(3, (0.14, 1.0), (0.05, 0.14))
@@ -45,8 +35,8 @@ def crop_scales(step: int, global_scale: tuple[float, float], local_scale: tuple
     """
     if not start_min:
         return tuple(global_scale), tuple(local_scale)
-    s_min = scheduled_min_scale(step, start=float(start_min), end=float(global_scale[0]),
-                                steps=int(steps))
+    # s_min: cosine from start_min (step 0) to global_scale[0] (step >= steps).
+    s_min = cosine_ramp(step, int(steps), float(start_min), float(global_scale[0]))
     return (s_min, float(global_scale[1])), (float(local_scale[0]), s_min)
 
 

@@ -176,12 +176,11 @@ def two_view_agreement(pre: Pretrained, spec: str, split: str, *, num_images: in
     if n < 1 or batch < 1:
         raise ValueError(f"two_view_agreement: need >= 1 image, got num_images={num_images} for "
                          f"{spec!r} {split!r} ({len(source)} examples)")
-    data_cfg = cfg.data.copy_and_resolve_references()
-    data_cfg.global_crops.num, data_cfg.local_crops.num = 2, 0
+    # Two global views and no locals; crops and photometrics both follow this one copy.
     view_cfg = cfg.copy_and_resolve_references()
     view_cfg.data.global_crops.num, view_cfg.data.local_crops.num = 2, 0
     augments = view_augments(view_cfg)
-    it = make_train_iterator(data_cfg, global_batch_size=batch, seed=seed,
+    it = make_train_iterator(view_cfg.data, global_batch_size=batch, seed=seed,
                              source=_Subset(source, subset_indices(len(source), n, seed)))
 
     @jax.jit
