@@ -105,6 +105,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     elif config.method == "excb" and config.loss.kmeans_init:
         from jaxssl.train.excb_init import kmeans_init_centroids
 
+        mesh_lib.sync_processes("jaxssl_excb_kmeans_init")
         state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans), rep)
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
@@ -121,6 +122,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     t_budget_from = None
     last_saved = ckpt.latest_step()
     summary = {"resumed": resumed}
+    compiled = False
     images_per_s = float("nan")
 
     def save(at: int) -> None:
@@ -140,6 +142,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
                 batch = {**batch, "mask": _ibot_mask(config, method, step, local_batch)}
             batch = to_global_batch(batch, mesh)
             hyper = hyperparams(config, step, total)
+            if not compiled:
+                # Compile before the first execution and let every process finish compiling
+                # before any runs a collective (see mesh.sync_processes); the call below then
+                # reuses this executable.
+                step_fn.lower(state, batch, hyper, k_step).compile()
+                mesh_lib.sync_processes("jaxssl_train_step_compiled")
+                compiled = True
             state, metrics = step_fn(state, batch, hyper, k_step)
             step += 1
             loss = float(metrics["loss"])

@@ -25,13 +25,17 @@ def maybe_initialize_distributed(
     On Cloud TPU pods JAX discovers the topology itself (``JAXSSL_DISTRIBUTED=auto``, or the TPU
     environment variables). Elsewhere the coordinator address, process count and id come from the
     arguments or from ``JAXSSL_COORDINATOR``, ``JAXSSL_NUM_PROCESSES`` and ``JAXSSL_PROCESS_ID``.
-    Returns whether it initialised.
+    Returns whether the run is multi-process (initialised now or by an earlier call).
     """
     coordinator_address = coordinator_address or os.environ.get("JAXSSL_COORDINATOR")
     if num_processes is None and os.environ.get("JAXSSL_NUM_PROCESSES"):
         num_processes = int(os.environ["JAXSSL_NUM_PROCESSES"])
     if process_id is None and os.environ.get("JAXSSL_PROCESS_ID"):
         process_id = int(os.environ["JAXSSL_PROCESS_ID"])
+    from jax._src import distributed
+
+    if distributed.global_state.client is not None:
+        return True  # already initialised (a second train() in the same process)
     if coordinator_address:
         jax.distributed.initialize(
             coordinator_address=coordinator_address,
@@ -45,6 +49,27 @@ def maybe_initialize_distributed(
         jax.distributed.initialize()
         return True
     return False
+
+
+def sync_processes(name: str, timeout_s: float = 900.0) -> None:
+    """Waits until every process of a multi-process run reaches the barrier ``name``.
+
+    Uses the coordination service's key-value barrier, whose timeout is ours to set, rather than a
+    device collective: the first cross-process collective on CPU also builds the Gloo context,
+    which gives up after a fixed 30 s. A process still compiling (compile times differ by tens of
+    seconds on a loaded host) would make its peers fail there. A no-op in a single process.
+
+    >>> sync_processes("doctest")  # one process: returns at once
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    if client is None:
+        raise RuntimeError(f"sync_processes({name!r}): {jax.process_count()} processes but no "
+                           "jax.distributed client; call maybe_initialize_distributed first.")
+    client.wait_at_barrier(name, int(timeout_s * 1000))
 
 
 def make_data_mesh() -> jax.sharding.Mesh:

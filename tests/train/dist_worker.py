@@ -7,6 +7,9 @@ Trains the tiny DINO recipe and, on process 0, prints one JSON line with paramet
 import json
 import os
 import sys
+import time
+
+LATE_S = 35.0
 
 
 def main() -> None:
@@ -23,6 +26,13 @@ def main() -> None:
     from jaxssl.train.loop import train
     from jaxssl.train.recipes import tiny
 
+    if int(nproc) > 1 and pid == "1":
+        # Arrive late, as a process compiling on a loaded host does: the first step's collective
+        # must wait for it (the Gloo context alone gives up after 30 s).
+        from jaxssl.train.mesh import maybe_initialize_distributed
+
+        maybe_initialize_distributed()
+        time.sleep(LATE_S)
     c = tiny("dino")
     c.train.num_steps = 3
     out = train(c, workdir)
