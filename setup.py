@@ -16,7 +16,7 @@ setup(
     install_requires=[
         "jax>=0.6.2,<0.11",
         "flax>=0.10.7,<0.13",
-        "optax>=0.2.4,<0.3",
+        "optax>=0.2.5,<0.3",
         "orbax-checkpoint>=0.11.20,<0.13",
         "grain>=0.2.10,<0.3",
         "ml-collections>=1.0,<2",

@@ -111,7 +111,7 @@ def make_train_step(
 
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree_utils.tree_norm(grads),
             **{k: jnp.asarray(v, jnp.float32) for k, v in aux["metrics"].items()},
             **{k: jnp.asarray(v, jnp.float32) for k, v in hyper.items()},
         }
