@@ -1,5 +1,8 @@
 r"""A PyTorch + lightly peer of jaxssl's Fashion-MNIST CPU recipe (DINO, MSN, PMSN).
 
+Needs PyTorch (``pip install -e ".[torch]"``) and lightly without its dependencies
+(``pip install --no-deps lightly``; torchvision is not needed, see ``import_lightly_losses``).
+
 Run:
   python benchmarks/peer_lightly.py --method dino --steps 1000 --out peer_dino.json
   python benchmarks/peer_lightly.py --method pmsn --steps 30 --train-limit 1000 --test-limit 500 \
