@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ DATASETS = ("fashion_mnist", "fashion_mnist:lt100")
 RAW_PIXEL_KNN = 0.846
 RANDOM_INIT_KNN = 0.680  # the same ViT at random init (benchmarks/RESULTS.md, 2026-12-01)
 PEER_METHODS = ("dino", "msn", "pmsn")
+BATCH = 64  # the CPU recipes' batch: every run but the claim-6 sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Run:
         return (self.variant, self.dataset, self.batch)
 
 
-def plan_runs(seeds: list[int], *, batch_sweep: list[int], main_batch: int = 64) -> list[Run]:
+def plan_runs(seeds: list[int], *, batch_sweep: list[int]) -> list[Run]:
     """Every run of the study, cheapest-first within each seed.
 
     >>> runs = plan_runs([0], batch_sweep=[32, 128])
@@ -72,10 +74,10 @@ def plan_runs(seeds: list[int], *, batch_sweep: list[int], main_batch: int = 64)
     runs = []
     for seed in seeds:
         for dataset in DATASETS:
-            runs += [Run(m, dataset, main_batch, seed) for m in cheap_first]
-        runs.append(Run("dino_k64", DATASETS[0], main_batch, seed))
+            runs += [Run(m, dataset, BATCH, seed) for m in cheap_first]
+        runs.append(Run("dino_k64", DATASETS[0], BATCH, seed))
         for batch in batch_sweep:
-            if batch != main_batch:
+            if batch != BATCH:
                 runs += [Run(m, DATASETS[0], batch, seed) for m in ("excb", "dino")]
     return runs
 
@@ -155,7 +157,7 @@ def execute(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     timing_path = os.path.join(workdir, "train_wall_s.json")
     if not (os.path.exists(report_path) and os.path.exists(timing_path)):
         if os.path.exists(workdir):  # a half-finished run: start it again from scratch
-            subprocess.run(["rm", "-rf", workdir], check=True)
+            shutil.rmtree(workdir)
         os.makedirs(workdir)
         print(f"[{time.strftime('%H:%M:%S')}] train {run.name}", flush=True)
         train_s = _run_logged(train_command(run, workdir, args.steps),
@@ -176,21 +178,22 @@ def execute(run: Run, args: argparse.Namespace) -> dict[str, Any]:
 def execute_peer(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """benchmarks/peer_lightly.py for ``method`` unless its result exists."""
     out = os.path.join(args.out, "peer", f"{method}-s{seed}.json")
-    if not os.path.exists(out):
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        print(f"[{time.strftime('%H:%M:%S')}] peer {method} seed {seed}", flush=True)
-        cmd = [sys.executable, os.path.join(REPO, "benchmarks", "peer_lightly.py"),
-               "--method", method, "--steps", str(args.steps), "--batch", "64",
-               "--seed", str(seed), "--train-limit", str(args.train_limit),
-               "--test-limit", str(args.test_limit), "--out", out]
-        wall = _run_logged(cmd, out + ".log")
+    if os.path.exists(out):
         with open(out, encoding="utf-8") as f:
-            result = json.load(f)
-        result["wall_s"] = wall
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+            return json.load(f)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    print(f"[{time.strftime('%H:%M:%S')}] peer {method} seed {seed}", flush=True)
+    cmd = [sys.executable, os.path.join(REPO, "benchmarks", "peer_lightly.py"),
+           "--method", method, "--steps", str(args.steps), "--batch", str(BATCH),
+           "--seed", str(seed), "--train-limit", str(args.train_limit),
+           "--test-limit", str(args.test_limit), "--out", out]
+    wall = _run_logged(cmd, out + ".log")
     with open(out, encoding="utf-8") as f:
-        return json.load(f)
+        result = json.load(f)
+    result["wall_s"] = wall
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    return result
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -235,14 +238,13 @@ def verdicts(rows: list[dict[str, Any]], train_limit: int = 0) -> list[tuple[str
     fm, lt = DATASETS
     out = []
 
-    def get(field, variant, dataset=fm, batch=64):
+    def get(field, variant, dataset=fm, batch=BATCH):
         s = agg[field].get((variant, dataset, batch))
         return None if s is None else s[0]
 
-    ex, d64, d512 = (("excb", fm, 64), ("dino_k64", fm, 64), ("dino", fm, 64))
-    if all(get("frac_empty", *k[:1]) is not None for k in (ex, d64)):
-        band = {k[0]: get("max_relative", k[0]) - get("min_relative", k[0])
-                for k in (ex, d64, d512)}
+    if all(get("frac_empty", v) is not None for v in ("excb", "dino_k64", "dino")):
+        band = {v: get("max_relative", v) - get("min_relative", v)
+                for v in ("excb", "dino_k64", "dino")}
         holds = (get("frac_empty", "excb") < get("frac_empty", "dino_k64")
                  and band["excb"] < band["dino_k64"])
         out.append(("1. ExCB: narrow cluster-size band, fewer empty clusters than DINO at the "
@@ -309,7 +311,7 @@ def write_markdown(rows, peers, args, path: str) -> None:
     train_set = (f"a seeded {args.train_limit}-image subset of the" if args.train_limit
                  else "all 60,000 images of the balanced")
     test_set = f"{args.test_limit} test images" if args.test_limit else "the 10,000 test images"
-    lines = [f"Steps {args.steps} at batch 64 (the batch sweep: same steps), seeds {seeds}; "
+    lines = [f"Steps {args.steps} at batch {BATCH} (the batch sweep: same steps), seeds {seeds}; "
              f"k-NN (k = 20) and linear probe ({args.linear_epochs} epochs) fitted on "
              f"{train_set} train split, tested on {test_set}; cluster figures from the "
              "teacher's arg-max prototype on those test images.", ""]
@@ -336,7 +338,7 @@ def write_markdown(rows, peers, args, path: str) -> None:
                   "+ compile) | PyTorch train loop s |", "|---|---|---|---|---|---|---|---|"]
         for p in peers:
             mine = [r for r in rows if (r["variant"], r["dataset"], r["batch"], r["seed"])
-                    == (p["method"], DATASETS[0], 64, p["seed"])]
+                    == (p["method"], DATASETS[0], BATCH, p["seed"])]
             if mine:
                 m = mine[0]
                 loop_s = m["steps"] * m["batch"] / m["images_per_s"]
@@ -371,7 +373,7 @@ def plot_claims(rows: list[dict[str, Any]], out: str) -> list[str]:
         plt.close(fig)
         written.append(path)
 
-    runs1 = [by.get((v, fm, 64)) for v in ("excb", "dino_k64", "dino")]
+    runs1 = [by.get((v, fm, BATCH)) for v in ("excb", "dino_k64", "dino")]
     if all(runs1):
         fig, ax = plt.subplots(figsize=(6.5, 3.8))
         for r, label in zip(runs1, ("ExCB K=64", "DINO K=64", "DINO K=512")):
@@ -385,7 +387,7 @@ def plot_claims(rows: list[dict[str, Any]], out: str) -> list[str]:
                title="Claim 1: test arg-max cluster sizes, sorted")
         ax.legend(fontsize=8)
         save(fig, "claim1_cluster_sizes.png")
-    pair = [by.get((v, fm, 64)) for v in ("dino", "dino_koleo")]
+    pair = [by.get((v, fm, BATCH)) for v in ("dino", "dino_koleo")]
     if all(pair):
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
         labels = ("DINO", "DINO + KoLeo")
@@ -396,19 +398,19 @@ def plot_claims(rows: list[dict[str, Any]], out: str) -> list[str]:
         fig.suptitle("Claim 2: KoLeo-proto vs DINO, K = 512 (k-NN "
                      f"{100 * pair[0]['knn']:.1f} vs {100 * pair[1]['knn']:.1f} %)")
         save(fig, "claim2_koleo_prototypes.png")
-    if all((m, d, 64) in knn for m in ("msn", "pmsn") for d in DATASETS):
+    if all((m, d, BATCH) in knn for m in ("msn", "pmsn") for d in DATASETS):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         x = np.arange(2)
         for i, m in enumerate(("msn", "pmsn")):
-            vals = [100 * knn[(m, d, 64)][0] for d in DATASETS]
-            errs = [100 * knn[(m, d, 64)][1] for d in DATASETS]
+            vals = [100 * knn[(m, d, BATCH)][0] for d in DATASETS]
+            errs = [100 * knn[(m, d, BATCH)][1] for d in DATASETS]
             ax.bar(x + 0.38 * i, vals, 0.38, yerr=errs, label=m.upper())
         ax.set_xticks(x + 0.19, ["balanced", "long-tailed (lt100)"])
         ax.set(ylabel="k-NN top-1 % (balanced test)", title="Claim 3: PMSN vs MSN",
                ylim=(min(100 * v[0] for v in knn.values()) - 5, None))
         ax.legend()
         save(fig, "claim3_pmsn_vs_msn.png")
-    carp = by.get(("carp", fm, 64))
+    carp = by.get(("carp", fm, BATCH))
     if carp is not None:
         curves = read_metrics(os.path.join(out, "runs", carp["name"]))
         fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -421,11 +423,11 @@ def plot_claims(rows: list[dict[str, Any]], out: str) -> list[str]:
                      f"{carp['num_prototypes']} prototypes used, NMI {carp['nmi']:.2f})")
         ax.legend(fontsize=8)
         save(fig, "claim4_carp_terms.png")
-    present = [m for m in METHODS if (m, fm, 64) in knn]
+    present = [m for m in METHODS if (m, fm, BATCH) in knn]
     if present:
         fig, ax = plt.subplots(figsize=(6.5, 3.6))
-        ax.bar(present, [100 * knn[(m, fm, 64)][0] for m in present],
-               yerr=[100 * knn[(m, fm, 64)][1] for m in present], color="C2")
+        ax.bar(present, [100 * knn[(m, fm, BATCH)][0] for m in present],
+               yerr=[100 * knn[(m, fm, BATCH)][1] for m in present], color="C2")
         ax.axhline(100 * RAW_PIXEL_KNN, color="r", ls="--", label="raw pixels 84.6 %")
         ax.axhline(100 * RANDOM_INIT_KNN, color="gray", ls=":", label="random init 68.0 %")
         ax.set(ylabel="k-NN top-1 %", ylim=(50, 90), title="Claim 5: k-NN on Fashion-MNIST")

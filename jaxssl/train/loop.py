@@ -105,7 +105,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     elif config.method == "excb" and config.loss.kmeans_init:
         from jaxssl.train.excb_init import kmeans_init_centroids
 
-        mesh_lib.sync_processes("jaxssl_excb_kmeans_init")
         state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans), rep)
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:

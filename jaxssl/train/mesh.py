@@ -32,9 +32,7 @@ def maybe_initialize_distributed(
         num_processes = int(os.environ["JAXSSL_NUM_PROCESSES"])
     if process_id is None and os.environ.get("JAXSSL_PROCESS_ID"):
         process_id = int(os.environ["JAXSSL_PROCESS_ID"])
-    from jax._src import distributed
-
-    if distributed.global_state.client is not None:
+    if jax.distributed.is_initialized():
         return True  # already initialised (a second train() in the same process)
     if coordinator_address:
         jax.distributed.initialize(
