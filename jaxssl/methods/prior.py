@@ -71,7 +71,7 @@ def load_prior_file(path: str, num_prototypes: int) -> np.ndarray:
         _fail(path, f"has {int(np.sum(~np.isfinite(weights)))} non-finite weight(s) (NaN/Inf), "
               f"first at index {int(np.argmin(np.isfinite(weights)))}.")
     if np.any(weights < 0):
-        _fail(path, f"has negative weights (minimum {weights.min()!r} at index "
+        _fail(path, f"has negative weights (minimum {float(weights.min()):g} at index "
               f"{int(np.argmin(weights))}); weights must be >= 0.")
     total = weights.sum()
     if not total > 0:
