@@ -47,7 +47,8 @@ class CARP(Method):
     def teacher(self, teacher_params, teacher_batch_stats, views, draws):
         b = views["global"].shape[0]
         t_g, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats,
-                                    flatten_views(views["global"]), train=True)
+                                    flatten_views(views["global"]), train=True,
+                                    deterministic=True)
         return per_image(t_g, b), tbs
 
     def loss(self, params, inputs):
@@ -55,11 +56,13 @@ class CARP(Method):
         b = views["global"].shape[0]
         k_g, k_l = jax.random.split(inputs.key)
         s_g, bs = apply_with_stats(self.model, params, inputs.batch_stats,
-                                   flatten_views(views["global"]), train=True, rng=k_g)
+                                   flatten_views(views["global"]), train=True,
+                                   deterministic=False, rng=k_g)
         student = [views_first(s_g, b)]
         if "local" in views:
             s_l, bs = apply_with_stats(
-                self.model, params, bs, flatten_views(views["local"]), train=True, rng=k_l)
+                self.model, params, bs, flatten_views(views["local"]), train=True,
+                deterministic=False, rng=k_l)
             student.append(views_first(s_l, b))
         # The uniformity term is a function of the batch-mean block distribution: under
         # accumulation it is evaluated at the whole batch's mean (exact linearisation).

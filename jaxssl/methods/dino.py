@@ -59,12 +59,14 @@ class DINO(Method):
         glob = views["global"]
         b = glob.shape[0]
         xg = flatten_views(glob)
+        # The teacher: batch statistics as the student, but no stochastic depth (DINO).
         if self.ibot:  # the teacher sees the unmasked global views
             (t_cls, t_patch), tbs = apply_with_stats(
-                self.model, teacher_params, teacher_batch_stats, xg, train=True, patches=True)
+                self.model, teacher_params, teacher_batch_stats, xg, train=True,
+                deterministic=True, patches=True)
             return {"cls": per_image(t_cls, b), "patch": per_image(t_patch, b)}, tbs
         t_cls, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats, xg,
-                                      train=True)
+                                      train=True, deterministic=True)
         return {"cls": per_image(t_cls, b)}, tbs
 
     def targets(self, params, teacher_outputs, method_state, hyper, draws):
@@ -90,15 +92,16 @@ class DINO(Method):
         if self.ibot:
             mask = flatten_views(views["mask"])
             (s_cls, s_patch), bs = apply_with_stats(
-                self.model, params, inputs.batch_stats, xg, train=True, rng=k_g, patches=True,
-                mask=mask)
+                self.model, params, inputs.batch_stats, xg, train=True, deterministic=False,
+                rng=k_g, patches=True, mask=mask)
         else:
             s_cls, bs = apply_with_stats(self.model, params, inputs.batch_stats, xg, train=True,
-                                         rng=k_g)
+                                         deterministic=False, rng=k_g)
         student = [views_first(s_cls, b)]
         if "local" in views:
             s_loc, bs = apply_with_stats(
-                self.model, params, bs, flatten_views(views["local"]), train=True, rng=k_l)
+                self.model, params, bs, flatten_views(views["local"]), train=True,
+                deterministic=False, rng=k_l)
             student.append(views_first(s_loc, b))
         student = jnp.concatenate(student, axis=0)
         teacher = to_views_first(inputs.targets["cls"])
