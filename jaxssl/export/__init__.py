@@ -91,7 +91,9 @@ def backbone_from_state(state: Mapping[str, Any], config: Any, which: str = "tea
 def load_backbone(workdir: str, which: str = "teacher", step: int | None = None) -> Backbone:
     """Reads the ``which`` backbone of the checkpoint at ``step`` (default newest) in ``workdir``.
 
-    Raises FileNotFoundError when ``workdir`` has no checkpoint.
+    Raises FileNotFoundError when ``workdir`` has no checkpoint, and
+    :class:`~jaxssl.train.checkpoint.CorruptCheckpointError` (a ValueError naming the checkpoint
+    and the other steps to pass as ``--step``) when it cannot be read.
     """
     from jaxssl.train.checkpoint import Checkpointer
 
@@ -101,8 +103,15 @@ def load_backbone(workdir: str, which: str = "teacher", step: int | None = None)
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"export: no finished checkpoint in {ckpt.directory}")
-        state = ckpt.restore_raw(step)
-        config = ckpt.restore_config(step)
+        step = ckpt.latest_step() if step is None else step
+        if step not in ckpt.all_steps():
+            raise FileNotFoundError(f"export: no checkpoint for step {step} in {ckpt.directory};"
+                                    f" available steps: {ckpt.all_steps()}")
+        try:
+            state = ckpt.restore_raw(step)
+            config = ckpt.restore_config(step)
+        except Exception as e:  # orbax / tensorstore read errors have no common base class
+            raise ckpt.unreadable(step, e) from e
     finally:
         ckpt.close()
     return backbone_from_state(state, config, which)
