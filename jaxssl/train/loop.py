@@ -148,20 +148,22 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, stop_after: i
     key = jax.random.key(config.seed)
     k_init, k_step, k_kmeans = jax.random.split(key, 3)
 
-    state = jax.jit(lambda k: create_train_state(method, config, tx, k, config.train.num_steps),
-                    out_shardings=rep)(k_init)
+    init = jax.jit(lambda k: create_train_state(method, config, tx, k, config.train.num_steps),
+                   out_shardings=rep)
     data_it = make_train_iterator(config.data, global_batch_size=config.train.batch_size,
                                   seed=config.seed, process_index=jax.process_index(),
                                   process_count=jax.process_count())
     ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
     after_nan = read_marker(workdir) is not None
-    found = restore_newest_good(ckpt, abstract_like(state, rep), data_it, config,
-                                after_non_finite=after_nan)
+    # Resuming needs only the state's shapes: the initialisation is compiled for fresh runs only.
+    found = restore_newest_good(ckpt, abstract_like(init.eval_shape(k_init), rep), data_it,
+                                config, after_non_finite=after_nan)
     resumed = found is not None
     replan = False
     if resumed:
         state, replan = _apply_resume(found, config, workdir, ckpt, rep, is_main)
     else:
+        state = init(k_init)
         if config.method == "excb" and config.loss.kmeans_init:
             from jaxssl.train.excb_init import kmeans_init_centroids
 

@@ -60,7 +60,7 @@ class Change:
 
 
 def _show(value: Any) -> str:
-    return value if value is _ABSENT else json.dumps(value)
+    return value if value is _ABSENT else json.dumps(value, separators=(",", ":"))
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
