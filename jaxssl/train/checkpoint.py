@@ -30,12 +30,16 @@ class CorruptCheckpointError(ValueError):
 class Checkpointer:
     """A thin wrapper over ``ocp.CheckpointManager`` in ``<workdir>/checkpoints``."""
 
-    def __init__(self, workdir: str, *, keep: int = 3):
+    def __init__(self, workdir: str, *, keep: int = 3, cleanup_tmp: bool = False):
+        """``cleanup_tmp`` removes the temporary directories of saves that never finished (a
+        ``kill -9`` mid-save): only for the trainer, which holds the workdir's lock; a reader
+        (eval, export) must not delete a running trainer's save in progress."""
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, enable_async_checkpointing=False),
+                max_to_keep=keep, create=True, enable_async_checkpointing=False,
+                cleanup_tmp_directories=cleanup_tmp),
         )
 
     def latest_step(self) -> int | None:

@@ -148,22 +148,24 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, stop_after: i
     key = jax.random.key(config.seed)
     k_init, k_step, k_kmeans = jax.random.split(key, 3)
 
-    init = jax.jit(lambda k: create_train_state(method, config, tx, k, config.train.num_steps),
+    # total_steps is an argument, not a constant, so one compiled init serves every num_steps.
+    init = jax.jit(lambda k, total: create_train_state(method, config, tx, k, total),
                    out_shardings=rep)
+    num_steps = jnp.int32(config.train.num_steps)
     data_it = make_train_iterator(config.data, global_batch_size=config.train.batch_size,
                                   seed=config.seed, process_index=jax.process_index(),
                                   process_count=jax.process_count())
-    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints, cleanup_tmp=True)
     after_nan = read_marker(workdir) is not None
     # Resuming needs only the state's shapes: the initialisation is compiled for fresh runs only.
-    found = restore_newest_good(ckpt, abstract_like(init.eval_shape(k_init), rep), data_it,
-                                config, after_non_finite=after_nan)
+    abstract = abstract_like(init.eval_shape(k_init, num_steps), rep)
+    found = restore_newest_good(ckpt, abstract, data_it, config, after_non_finite=after_nan)
     resumed = found is not None
     replan = False
     if resumed:
         state, replan = _apply_resume(found, config, workdir, ckpt, rep, is_main)
     else:
-        state = init(k_init)
+        state = init(k_init, num_steps)
         if config.method == "excb" and config.loss.kmeans_init:
             from jaxssl.train.excb_init import kmeans_init_centroids
 
