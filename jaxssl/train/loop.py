@@ -99,7 +99,8 @@ def _apply_resume(resumed: Resumed, config: ml_collections.ConfigDict, workdir: 
     whether a wall-clock budget is re-planned; prints and records what changed."""
     state = resumed.state
     step = int(state.step)
-    total, replan = resumed_total_steps(int(state.total_steps), step, resumed.changes, config)
+    total, replan = resumed_total_steps(int(state.total_steps), step, resumed.changes, config,
+                                        spent_s=resumed.train_seconds)
     if total != int(state.total_steps):
         state = state.replace(total_steps=jax.device_put(jnp.int32(total), rep))
     print(f"Resumed from {ckpt.path(resumed.step)} at step {step}"
@@ -107,7 +108,7 @@ def _apply_resume(resumed: Resumed, config: ml_collections.ConfigDict, workdir: 
     if resumed.changes:
         changed = "; ".join(str(c) for c in resumed.changes)
         print(f"Config changes applied from step {step}: {changed}; the run now ends at step "
-              f"{total}" + (" (re-planned to the wall-clock budget)" if replan else "") + ".")
+              f"{total}" + (" until the wall-clock budget re-plans it" if replan else "") + ".")
     if is_main:
         kept = record_config(workdir, config, step=step, changes=resumed.changes)
         if kept:

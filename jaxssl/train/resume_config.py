@@ -13,7 +13,8 @@ Safe to change on resume:
   progress bar, online probe, prototype diagnostics, the final evaluation, and where the data is
   read from / how fast (``data.data_dir``, ``data.num_threads``, ``data.prefetch``).
 * ``train.num_steps`` upwards and ``train.time_budget_s`` upwards (or to 0, no budget): the
-  schedules are re-planned to the new end (:func:`resumed_total_steps`).
+  schedules are re-planned to the new end (:func:`resumed_total_steps`; a budget run re-plans
+  from its remaining budget after every resume anyway).
 * ``optim.*`` on the first resume after a NaN stop (``<workdir>/nonfinite.json``, see
   :mod:`jaxssl.train.finite`): lowering the learning rate is the usual fix.
 
@@ -165,31 +166,42 @@ def check_resume_config(saved: Any, new: Any, *, where: str,
 
 
 def resumed_total_steps(restored_total: int, step: int, changes: list[Change],
-                        config: ml_collections.ConfigDict) -> tuple[int, bool]:
-    """The total step count a resumed run follows, and whether a wall-clock budget must be
+                        config: ml_collections.ConfigDict, *, spent_s: float | None
+                        ) -> tuple[int, bool]:
+    """The total step count a resumed run starts from, and whether its wall-clock budget is
     re-planned in this run.
 
-    Unchanged ``num_steps`` and ``time_budget_s`` keep the checkpoint's plan. A longer
-    ``num_steps`` without a budget runs to it; with a budget, a changed ``num_steps`` or a longer
-    budget re-plans (the budget's remaining seconds over the step time measured now), running
-    at most ``num_steps`` steps in all.
+    Without a budget the checkpoint's total stands, unless ``num_steps`` grew: then the run goes
+    to the new ``num_steps``. A budget run re-plans from the budget left after the ``spent_s``
+    training seconds of its earlier runs (the budget is the whole run's, restarts included), at
+    its first plan ``FIRST_PLAN_STEP`` steps in, as a fresh run does; it keeps the checkpoint's plan
+    when the budget is used up or ``spent_s`` was not recorded. A larger ``num_steps`` or budget
+    first extends the run to that first plan.
 
     >>> from jaxssl.train.defaults import base_config
     >>> c = base_config(); c.train.num_steps = 300
-    >>> resumed_total_steps(100, 40, [Change("train.num_steps", 100, 300)], c)
+    >>> resumed_total_steps(100, 40, [Change("train.num_steps", 100, 300)], c, spent_s=9.0)
     (300, False)
-    >>> resumed_total_steps(100, 40, [Change("train.log_every", 20, 5)], c)
+    >>> resumed_total_steps(100, 40, [Change("train.log_every", 20, 5)], c, spent_s=9.0)
     (100, False)
+    >>> c.train.time_budget_s = 60.0
+    >>> resumed_total_steps(100, 90, [], c, spent_s=50.0)
+    (100, True)
+    >>> resumed_total_steps(100, 90, [Change("train.num_steps", 100, 300)], c, spent_s=50.0)
+    (106, True)
     """
-    if not any(c.field in GROWING_FIELDS for c in changes):
-        return restored_total, False
+    grown = any(c.field in GROWING_FIELDS for c in changes)
     num_steps = int(config.train.num_steps)
-    if not config.train.time_budget_s:
-        return num_steps, False
-    from jaxssl.train.budget import FIRST_PLAN_STEP
+    budget = float(config.train.time_budget_s)
+    if not budget:
+        return (num_steps if grown else restored_total), False
+    if spent_s is None or spent_s >= budget:
+        return restored_total, False
+    if grown:
+        from jaxssl.train.budget import FIRST_PLAN_STEP
 
-    # Run at least until this run's first plan, which then sets the real end.
-    return min(num_steps, max(restored_total, step + FIRST_PLAN_STEP + 1)), True
+        return min(num_steps, max(restored_total, step + FIRST_PLAN_STEP + 1)), True
+    return restored_total, True
 
 
 def record_config(workdir: str, config: ml_collections.ConfigDict, *, step: int | None,

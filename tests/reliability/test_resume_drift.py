@@ -14,6 +14,7 @@ import jax
 import pytest
 from reliability_helpers import metrics_steps, run_config, snapshot
 
+from jaxssl.train.budget import FIRST_PLAN_STEP
 from jaxssl.train.loop import train
 
 
@@ -74,3 +75,17 @@ def test_unchanged_rerun_of_a_finished_run_changes_nothing(trained, run_copy):
     chex.assert_trees_all_equal(jax.device_get(out["state"].params),
                                 jax.device_get(summary["state"].params))
     assert snapshot(run_copy, skip=skip) == before
+
+
+def test_a_budget_run_resumed_before_its_first_plan_re_plans_from_the_budget_left(tmp_path,
+                                                                                   capsys):
+    # A wall-clock budget run stopped before its first plan still carries num_steps (the cap)
+    # as its total; resumed, it must plan from the budget left, not run to the cap.
+    c = run_config(num_steps=10_000_000)
+    c.train.update(time_budget_s=3600.0, checkpoint_every=10_000_000)
+    workdir = str(tmp_path / "run")
+    assert int(train(c, workdir, stop_after=3)["state"].total_steps) == 10_000_000
+    capsys.readouterr()
+    out = train(c, workdir, stop_after=3 + FIRST_PLAN_STEP + 1)
+    assert "Wall-clock budget 3600 s: planning " in capsys.readouterr().out
+    assert 3 + FIRST_PLAN_STEP < int(out["state"].total_steps) < 10_000_000

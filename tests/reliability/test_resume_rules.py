@@ -84,13 +84,20 @@ def test_a_field_missing_from_an_old_checkpoint_counts_as_its_default():
 def test_total_steps_follow_a_longer_num_steps_or_re_plan_the_budget():
     c = run_config(num_steps=10)
     grow = [Change("train.num_steps", 4, 10)]
-    assert resumed_total_steps(4, 4, grow, c) == (10, False)
+    assert resumed_total_steps(4, 4, grow, c, spent_s=1.0) == (10, False)
+    assert resumed_total_steps(4, 4, [], c, spent_s=1.0) == (4, False)
     c.train.time_budget_s = 60.0
     c.train.num_steps = 1000
-    # Budget runs keep their plan until this run's first re-plan, FIRST_PLAN_STEP steps in.
-    assert resumed_total_steps(50, 40, grow, c) == (40 + budget_lib.FIRST_PLAN_STEP + 1, True)
-    assert resumed_total_steps(500, 40, [Change("train.time_budget_s", 30.0, 60.0)], c) == (
-        500, True)
+    # Budget runs keep their plan until this run's first re-plan, FIRST_PLAN_STEP steps in; a
+    # larger num_steps first extends the run to that point.
+    first_plan = 40 + budget_lib.FIRST_PLAN_STEP
+    assert resumed_total_steps(50, 40, [], c, spent_s=30.0) == (50, True)
+    assert resumed_total_steps(40, 40, grow, c, spent_s=30.0) == (first_plan + 1, True)
+    assert resumed_total_steps(500, 40, [Change("train.time_budget_s", 30.0, 60.0)], c,
+                               spent_s=30.0) == (500, True)
+    # Budget used up, or a checkpoint that did not record the time spent: the plan stands.
+    assert resumed_total_steps(50, 40, grow, c, spent_s=61.0) == (50, False)
+    assert resumed_total_steps(50, 40, grow, c, spent_s=None) == (50, False)
 
 
 def test_budget_planner_plans_the_remaining_budget_of_a_resumed_run(monkeypatch):
