@@ -14,8 +14,9 @@ Splits are ``"train"`` and ``"test"``. Folder: ``train`` is ``root/train`` and `
 first of ``root/val``, ``root/validation``, ``root/test`` that exists; when ``root/train`` does not
 exist the root itself serves both splits. npz: a ``{split}`` in the path is replaced by the split
 name (``npz:/d/cifar_{split}.npz``); otherwise the one file serves both splits. npz label values
-are remapped to contiguous class ids shared by both split files (``NpzSource.class_values``). TFDS: the split name
-is passed through (``test`` falls back to ``validation`` when there is no test split).
+are remapped to contiguous class ids shared by both split files (``NpzSource.class_values``).
+TFDS: the split name is passed through (``test`` falls back to ``validation`` when there is no
+test split).
 """
 
 from __future__ import annotations
