@@ -37,8 +37,10 @@ def test_valid_tiny_configs_pass():
     ("msn", "loss.prior_direction", "both", r"config\.loss\.prior_direction"),
     ("dino", "optim.name", "adam", r"config\.optim\.name: must be one of"),
     ("dino", "method", "byol", r"config\.method: must be one of"),
-    ("dino", "augment.local.hue", 0.9, r"config\.augment: .*hue"),
-    ("dino", "loss.teacher_temp", 0.0, r"config\.loss\.teacher_temp: must be > 0"),
+    ("dino", "augment.local.hue", 0.9, r"config\.augment\.local\.hue: got 0\.9, allowed "
+                                       r"\[0, 0\.5\]"),
+    ("dino", "loss.teacher_temp", 0.0, r"config\.loss\.teacher_temp: got 0\.0, allowed "
+                                       r"\(0, inf\)"),
     ("msn", "optim.warmup_start_lr", 1.0, r"config\.optim\.warmup_start_lr: must lie in"),
 ])
 def test_invalid_fields_are_named(method, field, value, match):
