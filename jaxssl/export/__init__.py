@@ -167,10 +167,10 @@ def export(workdir: str, fmt: str, which: str = "teacher", out: str | None = Non
 
     _require_checkpoints(workdir)
     # A directory, read-only or uncreatable destination fails before the checkpoint is read.
-    check_output_file(out or default_out_path(workdir, fmt, which),
-                      what="--out" if out else "the export file",
-                      hint="" if out else "Choose another path with --out.")
-    out = out or default_out_path(workdir, fmt, which)
+    chosen = out is not None
+    out = out if chosen else default_out_path(workdir, fmt, which)
+    check_output_file(out, what="--out" if chosen else "the export file",
+                      hint="" if chosen else "Choose another path with --out.")
     backbone = load_backbone(workdir, which, step)
     if fmt == "torch":
         backbone_family(backbone.name)  # unsupported names fail before torch is imported
