@@ -158,6 +158,8 @@ def _subprocess_env():
 
 
 def test_sparse_labels_train_final_knn_and_eval_cli(tmp_path):
+    # Two CLI subprocesses (a 2-step run with its final k-NN, then the eval CLI), about 20 s of
+    # CPU: the fault was an XLA abort, which would kill an in-process pytest.
     data = tmp_path / "sparse.npz"
     _separable_npz(data)
     config_file = tmp_path / "cfg.py"
