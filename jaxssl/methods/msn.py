@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxssl.losses.msn import msn_loss, power_law_prior, uniform_prior
+from jaxssl.losses.msn import msn_loss
 from jaxssl.methods import common
 from jaxssl.methods.base import (
     Method,
@@ -22,22 +22,12 @@ from jaxssl.methods.base import (
     variables,
     views_first,
 )
-
-PRIORS = ("uniform", "power_law")
-
-
-def make_prior(config: ml_collections.ConfigDict) -> jax.Array:
-    """The prior named by ``config.loss.prior`` over ``config.head.num_prototypes`` prototypes."""
-    k = config.head.num_prototypes
-    if config.loss.prior == "uniform":
-        return uniform_prior(k)
-    if config.loss.prior == "power_law":
-        return power_law_prior(k, exponent=config.loss.prior_exponent)
-    raise ValueError(f"config.loss.prior must be one of {PRIORS}, got {config.loss.prior!r}.")
+from jaxssl.methods.prior import make_prior
 
 
 class MSN(Method):
-    """MSN / PMSN; the prior comes from the config (``loss.prior``)."""
+    """MSN / PMSN; the prior comes from the config (``loss.prior``: a name or a ``.npy`` file,
+    :mod:`jaxssl.methods.prior`)."""
 
     name = "msn"
 
@@ -67,14 +57,14 @@ class MSN(Method):
             side = glob.shape[2] // self.model.backbone.patch_size
             kwargs["keep_indices"] = msn_keep_indices(k_drop, side * side, cfg.patch_drop)
         z_anchor, bs = apply_with_stats(self.model, params, batch_stats, glob[:, 1], train=True,
-                                        rng=k_a, **kwargs)
+                                        deterministic=False, rng=k_a, **kwargs)
         anchors = [z_anchor[None]]
         if "local" in views:
             z_loc, bs = apply_with_stats(self.model, params, bs, flatten_views(views["local"]),
-                                         train=True, rng=k_l)
+                                         train=True, deterministic=False, rng=k_l)
             anchors.append(views_first(z_loc, b))
         z_target, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats,
-                                         glob[:, 0], train=True)
+                                         glob[:, 0], train=True, deterministic=True)
         loss, aux = msn_loss(
             jnp.concatenate(anchors, axis=0), jax.lax.stop_gradient(z_target),
             self.prototypes(params), temperature=cfg.student_temp,
@@ -89,7 +79,7 @@ class MSN(Method):
 
     def assign(self, params, batch_stats, images):
         # The head returns projections; assignments are the nearest prototype by cosine.
-        z = self.model.apply(variables(params, batch_stats), images,
-                             train=False).astype(jnp.float32)
+        z = self.model.apply(variables(params, batch_stats), images, train=False,
+                             deterministic=True).astype(jnp.float32)
         w = self.prototypes(params).astype(jnp.float32)
         return jnp.argmax(z @ w.T / (jnp.linalg.norm(w, axis=-1) + 1e-12), axis=-1)

@@ -13,6 +13,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxssl.cli_errors import error_line, exit_with, parse_flags
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
@@ -25,23 +27,22 @@ def main(argv: list[str]) -> None:
     # Orbax and JAX log every checkpoint operation at INFO; the progress bar says enough.
     logging.set_verbosity(logging.WARNING)
     from jaxssl import exit_codes
+    from jaxssl.output_paths import PathError
     from jaxssl.train.loop import NonFiniteLossError, train
     from jaxssl.train.workdir_lock import WorkdirLockedError
 
     try:
         summary = train(_CONFIG.value, _WORKDIR.value)
     except WorkdirLockedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(exit_codes.WORKDIR_LOCKED)
+        exit_with(error_line(e), exit_codes.WORKDIR_LOCKED)
     except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(exit_codes.NON_FINITE)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(exit_codes.CONFIG_ERROR)
+        exit_with(error_line(e), exit_codes.NON_FINITE)
+    except (ValueError, FileNotFoundError, PathError) as e:
+        exit_with(error_line(e), exit_codes.USAGE_ERROR)
     if summary.get("preempted"):
         sys.exit(exit_codes.PREEMPTED)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    # parse_flags: an unknown field or a non-numeric override is one line, not a traceback.
+    app.run(main, flags_parser=parse_flags)

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from jaxssl.methods.registry import build_method
+from jaxssl.output_paths import prepare_dir
 from jaxssl.train import mesh as mesh_lib
 from jaxssl.train.budget import BudgetPlanner
 from jaxssl.train.checkpoint import Checkpointer, abstract_like
@@ -131,7 +132,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     """
     mesh_lib.maybe_initialize_distributed()
     validate_config(config)
-    os.makedirs(workdir, exist_ok=True)
+    prepare_dir(workdir, what="workdir")  # a file, read-only or uncreatable workdir: one line
     with hold_workdir(workdir):
         return _train_locked(config, workdir, stop_after)
 

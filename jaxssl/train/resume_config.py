@@ -10,8 +10,9 @@ rewritten, the previous one is kept as ``config.<step>.json`` and the trainer pr
 Safe to change on resume:
 
 * :data:`SAFE_FIELDS` and every ``eval.*`` field: logging, checkpoint cadence and retention,
-  progress bar, online probe, prototype diagnostics, the final evaluation, and where the data is
-  read from / how fast (``data.data_dir``, ``data.num_threads``, ``data.prefetch``).
+  progress bar, online probe, prototype diagnostics, the final evaluation, where the data is
+  read from / how fast (``data.data_dir``, ``data.num_threads``, ``data.prefetch``) and
+  activation rematerialisation (``model.remat``).
 * ``train.num_steps`` upwards and ``train.time_budget_s`` upwards (or to 0, no budget): the
   schedules are re-planned to the new end (:func:`resumed_total_steps`; a budget run re-plans
   from its remaining budget after every resume anyway).
@@ -37,6 +38,8 @@ SAFE_FIELDS = frozenset({
     "train.prototype_diag_every",
     # Where and how fast the same data is read; the grain iterator state does not depend on them.
     "data.data_dir", "data.num_threads", "data.prefetch",
+    # Recomputes activations instead of storing them: memory, not results.
+    "model.remat",
 })
 SAFE_PREFIXES = ("eval.",)
 AFTER_NON_FINITE_PREFIXES = ("optim.",)

@@ -23,12 +23,14 @@ REFUSED = [
     ("optim.lr", 0.01), ("optim.warmup_fraction", 0.3), ("loss.boost", 1.05),
     ("augment.global1.blur_prob", 0.5), ("ema.momentum", 0.9), ("seed", 7),
     ("train.grad_accum_steps", 2), ("data.global_crops.scale", (0.5, 1.0)),
+    ("optim.grad_clip_mode", "per_parameter"), ("loss.prior", "power_law"),
 ]
 SAFE = [
     ("train.log_every", 5), ("train.checkpoint_every", 3), ("train.keep_checkpoints", 1),
     ("train.progress", True), ("train.online_knn_every", 10), ("train.prototype_diag_every", 7),
     ("eval.knn_k", 10), ("eval.final_knn", True), ("data.num_threads", 3),
     ("data.data_dir", "/elsewhere"), ("train.num_steps", 6), ("eval.plots", False),
+    ("model.remat", True),
 ]
 
 
