@@ -98,6 +98,13 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         if c.loss.prior_direction not in DIRECTIONS:
             _fail("loss.prior_direction", f"must be one of {DIRECTIONS}, got "
                   f"{c.loss.prior_direction!r}.")
+    if c.method == "excb" and c.loss.kmeans_init:
+        if c.loss.kmeans_samples < k:
+            _fail("loss.kmeans_samples", f"{c.loss.kmeans_samples} is below "
+                  f"config.head.num_prototypes={k}: the centroid k-means needs at least one "
+                  "sample per cluster.")
+        if c.loss.kmeans_iters < 0:
+            _fail("loss.kmeans_iters", f"must be >= 0, got {c.loss.kmeans_iters}.")
     if c.loss.koleo_weight < 0:
         _fail("loss.koleo_weight", f"must be >= 0, got {c.loss.koleo_weight}.")
     for name in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
