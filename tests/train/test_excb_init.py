@@ -51,16 +51,17 @@ def _images(c, indices):
 
 
 def _train_mode_projections(c, method, state, images):
-    """Projections with BatchNorm on batch statistics, in batches of train.batch_size x
-    global_crops.num images as the teacher in the train step normalises them (written out here
-    independently of ExCB.project)."""
+    """Projections with BatchNorm on batch statistics and no stochastic depth, in batches of
+    train.batch_size x global_crops.num images as the teacher in the train step normalises them
+    (written out here independently of ExCB.project)."""
     batch = c.train.batch_size * c.data.global_crops.num
     out = []
     for i in range(0, len(images), batch):
         x = normalize_images(jnp.asarray(images[i:i + batch]), tuple(c.augment.mean),
                              tuple(c.augment.std))
         y, _ = method.model.apply(variables(state.teacher_params, state.teacher_batch_stats), x,
-                                  train=True, method="project", mutable=["batch_stats"])
+                                  train=True, deterministic=True, method="project",
+                                  mutable=["batch_stats"])
         out.append(np.asarray(y, np.float32))
     out = np.concatenate(out)
     return out / np.linalg.norm(out, axis=-1, keepdims=True)
