@@ -10,8 +10,10 @@ Here (``kmeans_init_centroids``):
 2. ``sample_projections``: a seeded uniform sample of the training split (``config.seed``; no
    labels: the initialisation is unsupervised) streamed through the grain eval pipeline
    (un-augmented centre crops at the global-crop size) and projected batch by batch by the
-   teacher; each process reads its share, and only the projections [n, D] are kept (0.5 GB at
-   n = 500,000, D = 256), as a global array sharded over the mesh's data axis.
+   teacher (BatchNorm on batch statistics, no stochastic depth, as in the train step); each
+   process reads the images of its own devices, and only the projections [n, D] are kept
+   (0.5 GB at n = 500,000, D = 256), as a global array sharded over the mesh's data axis. The
+   result does not depend on the number of processes.
 3. ``jaxssl.ops.kmeans.spherical_kmeans`` on that array, every device computing its part:
    random-from-data init for large K, ``loss.kmeans_iters`` iterations, up to ``MAX_RESTARTS``
    restarts until no cluster is empty.
@@ -64,7 +66,7 @@ K = config.head.num_prototypes = 512, but the training split of 'folder:/d' has 
 
 
 def _process_rows(x: jax.Array) -> np.ndarray:
-    """This process's rows of a global array sharded over its leading axis, in order."""
+    """This process's rows of a global array sharded over its leading axis, in row order."""
     if x.is_fully_addressable:
         return np.asarray(x)
     shards = {s.index[0].start or 0: s for s in x.addressable_shards}  # dedupe replicas
@@ -73,12 +75,16 @@ def _process_rows(x: jax.Array) -> np.ndarray:
 
 def sample_projections(method, state: TrainState, config: ml_collections.ConfigDict,
                        mesh: jax.sharding.Mesh, indices: np.ndarray) -> jax.Array:
-    """Teacher projections [n, D] (float32) of the training images ``indices``, sharded over
-    ``mesh``'s data axis; the images are read, projected and dropped batch by batch.
+    """Teacher projections [n, D] (float32) of the training images ``indices``, row ``i`` the
+    projection of image ``indices[i]``, sharded over ``mesh``'s data axis; the images are read,
+    projected and dropped batch by batch.
 
-    Process ``p`` reads ``indices[p * n / P : (p + 1) * n / P]``; ``n`` must be a multiple of the
-    device count. Each global batch holds ``train.batch_size * global_crops.num`` images, the
-    number the train step's teacher normalises its BatchNorm statistics over.
+    With S devices (n a multiple of S), device slot ``j`` of the result holds the rows
+    ``j * n / S ...``; each process reads only the images of its own devices' slots. The global
+    batches that the teacher's BatchNorm normalises together take ``c`` consecutive images
+    from every slot (``c = train.batch_size * global_crops.num / S``, the number of images the
+    train step's teacher normalises over; the last batch takes the rest), so they do not depend
+    on the number of processes, and neither does the result.
     """
     from jaxssl.data.augment import normalize_images
     from jaxssl.data.delivery import to_global_batch
@@ -87,19 +93,30 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     from jaxssl.data.subset import SubsetSource
     from jaxssl.train.mesh import DATA_AXIS, batch_sharding
 
-    n, procs, pid = len(indices), jax.process_count(), jax.process_index()
-    if n % jax.device_count():
-        raise ValueError(f"{n} samples are not a multiple of the {jax.device_count()} devices")
-    local = np.asarray(indices)[pid * (n // procs):(pid + 1) * (n // procs)]
-    batch = config.train.batch_size * config.data.global_crops.num // procs
+    indices = np.asarray(indices)
+    n, shards = len(indices), mesh.shape[DATA_AXIS]
+    if n % shards:
+        raise ValueError(f"{n} samples are not a multiple of the {shards} devices of the mesh")
+    per_slot = n // shards
+    per_step = max(1, config.train.batch_size * config.data.global_crops.num // shards)
+    # The slots of this process's devices, in the row order make_array_from_process_local_data
+    # and to_global_batch give them.
+    slots = sorted({sl[0].start // per_slot for sl in NamedSharding(
+        mesh, PartitionSpec(DATA_AXIS)).addressable_devices_indices_map((n,)).values()})
+    steps = [(s, min(per_step, per_slot - s)) for s in range(0, per_slot, per_step)]
+    reads = np.concatenate([indices[j * per_slot + s:j * per_slot + s + rows]
+                            for s, rows in steps for j in slots])
     source = make_source(config.data.dataset, "train", data_dir=config.data.data_dir,
                          seed=int(config.data.get("subset_seed", 0)),
                          skip_corrupt=config.data.skip_corrupt)
+    # Batches of len(slots) * per_step images: every step but the last is full, and the last
+    # holds len(slots) * rows, so the iterator's batches are exactly the steps.
     it = make_eval_iterator(config.data.dataset, "train",
-                            image_size=config.data.global_crops.size, batch_size=batch,
+                            image_size=config.data.global_crops.size,
+                            batch_size=len(slots) * per_step,
                             num_threads=config.data.num_threads,
                             interpolation=config.data.get("interpolation", "bicubic"),
-                            source=SubsetSource(source, local))
+                            source=SubsetSource(source, reads))
     mean, std = tuple(config.augment.mean), tuple(config.augment.std)
 
     # The teacher runs with batch statistics inside the train step, so the k-means sees the
@@ -112,19 +129,18 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
                              train=True)
         return jax.lax.with_sharding_constraint(out.astype(jnp.float32), batch_sharding(mesh))
 
-    out, row = None, 0
-    for b in it:
-        # Only the last batch is short; dropping its padding keeps BN statistics to real
-        # images, and every process has the same count, so the global batches agree.
+    out = None
+    for (s, rows), b in zip(steps, it):
+        # The iterator pads only the last batch; dropping the padding keeps BN statistics to
+        # real images.
         images = np.asarray(b["image"])[np.asarray(b["valid"], bool)]
         proj = _process_rows(project(state.teacher_params, state.teacher_batch_stats,
                                      to_global_batch(images, mesh)))
         if out is None:
-            out = np.empty((len(local), proj.shape[1]), np.float32)
-        out[row:row + len(proj)] = proj
-        row += len(proj)
+            out = np.empty((len(slots), per_slot, proj.shape[1]), np.float32)
+        out[:, s:s + rows] = proj.reshape(len(slots), rows, -1)
     sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
-    return jax.make_array_from_process_local_data(sharding, out)
+    return jax.make_array_from_process_local_data(sharding, out.reshape(-1, out.shape[-1]))
 
 
 def kmeans_init_centroids(method, state: TrainState, config: ml_collections.ConfigDict,
@@ -137,7 +153,7 @@ def kmeans_init_centroids(method, state: TrainState, config: ml_collections.Conf
     from jaxssl.data.spec import make_source
     from jaxssl.data.subset import random_subset
     from jaxssl.ops.kmeans import spherical_kmeans
-    from jaxssl.train.mesh import make_data_mesh
+    from jaxssl.train.mesh import DATA_AXIS, make_data_mesh
 
     mesh = make_data_mesh() if mesh is None else mesh
     k, requested = int(config.head.num_prototypes), int(config.loss.kmeans_samples)
@@ -145,11 +161,12 @@ def kmeans_init_centroids(method, state: TrainState, config: ml_collections.Conf
     size = len(make_source(spec, "train", data_dir=config.data.data_dir,
                            seed=int(config.data.get("subset_seed", 0)),
                            skip_corrupt=config.data.skip_corrupt))
-    n = kmeans_sample_size(requested, k, size, jax.device_count(), dataset=spec)
+    devices = mesh.shape[DATA_AXIS]
+    n = kmeans_sample_size(requested, k, size, devices, dataset=spec)
     if jax.process_index() == 0 and size < requested:
         print(f"ExCB k-means: {spec!r} has {size} training images, fewer than "
               f"loss.kmeans_samples={requested}; using {n} (all of them, to a multiple of the "
-              f"{jax.device_count()} devices).")
+              f"{devices} devices).")
     t0 = time.perf_counter()
     feats = sample_projections(method, state, config, mesh,
                                random_subset(size, n, seed=int(config.seed)))

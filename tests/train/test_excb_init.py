@@ -50,20 +50,23 @@ def _images(c, indices):
                      for i in indices])
 
 
-def _train_mode_projections(c, method, state, images):
-    """Projections with BatchNorm on batch statistics and no stochastic depth, in batches of
-    train.batch_size x global_crops.num images as the teacher in the train step normalises them
-    (written out here independently of ExCB.project)."""
-    batch = c.train.batch_size * c.data.global_crops.num
-    out = []
-    for i in range(0, len(images), batch):
-        x = normalize_images(jnp.asarray(images[i:i + batch]), tuple(c.augment.mean),
-                             tuple(c.augment.std))
+def _train_mode_projections(c, method, state, images, devices=8):
+    """Projections with BatchNorm on batch statistics and no stochastic depth (written out here
+    independently of ExCB.project), L2-normalised. As documented in sample_projections, batch
+    ``s`` takes images ``s * m ... (s + 1) * m`` of each of the ``devices`` equal slots of the
+    sample, m = train.batch_size x global_crops.num / devices."""
+    slots = images.reshape(devices, -1, *images.shape[1:])
+    m = c.train.batch_size * c.data.global_crops.num // devices
+    out = np.zeros((devices, slots.shape[1], c.head.bottleneck_dim), np.float32)
+    for s in range(0, slots.shape[1], m):
+        batch = slots[:, s:s + m]
+        x = normalize_images(jnp.asarray(batch.reshape(-1, *images.shape[1:])),
+                             tuple(c.augment.mean), tuple(c.augment.std))
         y, _ = method.model.apply(variables(state.teacher_params, state.teacher_batch_stats), x,
                                   train=True, deterministic=True, method="project",
                                   mutable=["batch_stats"])
-        out.append(np.asarray(y, np.float32))
-    out = np.concatenate(out)
+        out[:, s:s + m] = np.asarray(y, np.float32).reshape(devices, batch.shape[1], -1)
+    out = out.reshape(len(images), -1)
     return out / np.linalg.norm(out, axis=-1, keepdims=True)
 
 
@@ -163,7 +166,7 @@ def test_eval_and_batch_statistics_projections_differ_at_init():
     c, method, state = _state_and_config()
     images = _images(c, np.arange(512))
     x = normalize_images(jnp.asarray(images), tuple(c.augment.mean), tuple(c.augment.std))
-    train_mode = _train_mode_projections(c, method, state, images[:32])
+    train_mode = _train_mode_projections(c, method, state, images[:32], devices=1)
 
     def unit(a):
         a = np.asarray(a)
