@@ -6,7 +6,7 @@ Here (``kmeans_init_centroids``):
 
 1. ``kmeans_sample_size``: n = min(``loss.kmeans_samples``, training images), rounded down to a
    multiple of the device count; fewer than K = ``head.num_prototypes`` is an error, raised
-   before anything is read or compiled.
+   before any image is read or anything compiled.
 2. ``sample_projections``: a seeded uniform sample of the training split (``config.seed``; no
    labels: the initialisation is unsupervised) streamed through the grain eval pipeline
    (un-augmented centre crops at the global-crop size) and projected batch by batch by the
