@@ -33,8 +33,9 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
     """
     from jaxssl.data.spec import parse_spec
     from jaxssl.methods.common import DTYPES
+    from jaxssl.methods.prior import PRIOR_NAMES, is_prior_file, load_prior_file
     from jaxssl.models import BACKBONES
-    from jaxssl.train.optim import OPTIMIZERS
+    from jaxssl.train.optim import CLIP_MODES, OPTIMIZERS
 
     num_devices = jax.device_count() if num_devices is None else num_devices
     num_processes = jax.process_count() if num_processes is None else num_processes
@@ -97,8 +98,13 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
             _fail("loss.patch_drop", f"must lie in [0, 1), got {c.loss.patch_drop}.")
         if c.loss.patch_drop > 0 and not is_vit:
             _fail("loss.patch_drop", f"patch dropping needs a ViT, got {c.model.backbone!r}.")
-        if c.loss.prior not in ("uniform", "power_law"):
-            _fail("loss.prior", f"must be 'uniform' or 'power_law', got {c.loss.prior!r}.")
+        if is_prior_file(c.loss.prior):
+            load_prior_file(c.loss.prior, k)  # its errors name config.loss.prior and the file
+        elif c.loss.prior not in PRIOR_NAMES:
+            _fail("loss.prior", f"must be 'uniform', 'power_law' or a path to a .npy file of "
+                  f"K = {k} weights, got {c.loss.prior!r}.")
+        if c.loss.prior == "power_law" and not c.loss.prior_exponent >= 0:
+            _fail("loss.prior_exponent", f"must be >= 0, got {c.loss.prior_exponent}.")
         if c.loss.prior_direction not in DIRECTIONS:
             _fail("loss.prior_direction", f"must be one of {DIRECTIONS}, got "
                   f"{c.loss.prior_direction!r}.")
@@ -137,6 +143,12 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         _fail("optim.name", f"must be one of {OPTIMIZERS}, got {o.name!r}.")
     if o.lr <= 0:
         _fail("optim.lr", f"must be > 0, got {o.lr}.")
+    if not o.grad_clip >= 0:
+        _fail("optim.grad_clip", f"must be >= 0 (0 disables clipping), got {o.grad_clip}.")
+    if o.grad_clip_mode not in CLIP_MODES:
+        _fail("optim.grad_clip_mode", f"must be one of {CLIP_MODES}, got {o.grad_clip_mode!r}.")
+    if o.freeze_prototypes_steps < 0:
+        _fail("optim.freeze_prototypes_steps", f"must be >= 0, got {o.freeze_prototypes_steps}.")
     if not 0.0 <= o.warmup_start_lr <= o.lr:
         _fail("optim.warmup_start_lr", f"must lie in [0, optim.lr = {o.lr}], got "
               f"{o.warmup_start_lr}.")

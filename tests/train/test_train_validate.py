@@ -33,7 +33,15 @@ def test_valid_tiny_configs_pass():
                                      r"multiple of devices"),
     ("dino", "data.local_crops.size", 10, r"config\.data\.local_crops\.size: 10 is not a "
                                           r"multiple of the ViT patch size 4"),
-    ("msn", "loss.prior", "zipf", r"config\.loss\.prior: must be 'uniform' or 'power_law'"),
+    ("msn", "loss.prior", "zipf", r"config\.loss\.prior: must be 'uniform', 'power_law' or a "
+                                  r"path to a \.npy file"),
+    ("msn", "loss.prior", "/nonexistent/freq.npy", r"config\.loss\.prior: prior file "
+                                                   r"'/nonexistent/freq\.npy' does not exist"),
+    ("dino", "optim.grad_clip_mode", "layerwise", r"config\.optim\.grad_clip_mode: must be one "
+                                                  r"of \('per_parameter', 'global'\)"),
+    ("dino", "optim.grad_clip", -1.0, r"config\.optim\.grad_clip: must be >= 0"),
+    ("dino", "optim.freeze_prototypes_steps", -1, r"config\.optim\.freeze_prototypes_steps: "
+                                                  r"must be >= 0"),
     ("msn", "loss.prior_direction", "both", r"config\.loss\.prior_direction"),
     ("dino", "optim.name", "adam", r"config\.optim\.name: must be one of"),
     ("dino", "method", "byol", r"config\.method: must be one of"),
