@@ -106,7 +106,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     elif config.method == "excb" and config.loss.kmeans_init:
         from jaxssl.train.excb_init import kmeans_init_centroids
 
-        state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans), rep)
+        state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans, mesh=mesh),
+                               rep)
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
             f.write(config.to_json_best_effort(indent=2))
