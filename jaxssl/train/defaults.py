@@ -75,6 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
         # ExCB.
         boost=1.01,
         cluster_momentum=0.999,
+        # Centroid init: spherical k-means on teacher projections of kmeans_samples randomly
+        # drawn training images (>= num_prototypes; paper recipes 500,000), kmeans_iters Lloyd
+        # iterations (paper recipes 50), restarted until no cluster is empty.
         kmeans_init=True,
         kmeans_samples=4096,
         kmeans_iters=20,

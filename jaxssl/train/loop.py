@@ -171,7 +171,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, stop_after: i
         if config.method == "excb" and config.loss.kmeans_init:
             from jaxssl.train.excb_init import kmeans_init_centroids
 
-            state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans), rep)
+            state = jax.device_put(
+                kmeans_init_centroids(method, state, config, k_kmeans, mesh=mesh), rep)
         if is_main:
             record_config(workdir, config, step=None, changes=[])
     if after_nan and is_main and (not resumed or found.changes):

@@ -182,6 +182,8 @@ def imagenet(method: str, backbone: str, *, epochs: int, batch_size: int = 1024,
         # Global crops' minimum scale 0.26 -> 0.14 by cosine; locals (0.05, s_min).
         c.data.crop_scale_schedule.update(start_min=0.26, steps=c.train.num_steps)
         c.head.use_bn = not vit
+        # Released recipe: k-means on 500,000 teacher projections of random images, 50 iterations.
+        c.loss.kmeans_samples, c.loss.kmeans_iters = 500_000, 50
         if vit:
             c.optim.update(lr=2e-3 * 256 / batch_size)
         else:

@@ -11,8 +11,9 @@ Safe to change on resume:
 
 * :data:`SAFE_FIELDS` and every ``eval.*`` field: logging, checkpoint cadence and retention,
   progress bar, online probe, prototype diagnostics, the final evaluation, where the data is
-  read from / how fast (``data.data_dir``, ``data.num_threads``, ``data.prefetch``) and
-  activation rematerialisation (``model.remat``).
+  read from / how fast (``data.data_dir``, ``data.num_threads``, ``data.prefetch``),
+  activation rematerialisation (``model.remat``) and ExCB's k-means initialisation
+  (``loss.kmeans_*``, used before step 1 only).
 * ``train.num_steps`` upwards and ``train.time_budget_s`` upwards (or to 0, no budget): the
   schedules are re-planned to the new end (:func:`resumed_total_steps`; a budget run re-plans
   from its remaining budget after every resume anyway).
@@ -40,6 +41,8 @@ SAFE_FIELDS = frozenset({
     "data.data_dir", "data.num_threads", "data.prefetch",
     # Recomputes activations instead of storing them: memory, not results.
     "model.remat",
+    # ExCB's k-means centroid initialisation runs before step 1 only; a resume does not repeat it.
+    "loss.kmeans_init", "loss.kmeans_samples", "loss.kmeans_iters",
 })
 SAFE_PREFIXES = ("eval.",)
 AFTER_NON_FINITE_PREFIXES = ("optim.",)

@@ -106,6 +106,10 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         if c.loss.prior_direction not in DIRECTIONS:
             _fail("loss.prior_direction", f"must be one of {DIRECTIONS}, got "
                   f"{c.loss.prior_direction!r}.")
+    if c.method == "excb" and c.loss.kmeans_init and c.loss.kmeans_samples < k:
+        _fail("loss.kmeans_samples", f"{c.loss.kmeans_samples} is below "
+              f"config.head.num_prototypes={k}: the centroid k-means needs at least one "
+              "sample per cluster.")
     # Batch layout across devices, processes and micro-batches.
     t = c.train
     bsz, accum = t.batch_size, t.grad_accum_steps

@@ -30,7 +30,7 @@ SAFE = [
     ("train.progress", True), ("train.online_knn_every", 10), ("train.prototype_diag_every", 7),
     ("eval.knn_k", 10), ("eval.final_knn", True), ("data.num_threads", 3),
     ("data.data_dir", "/elsewhere"), ("train.num_steps", 6), ("eval.plots", False),
-    ("model.remat", True),
+    ("model.remat", True), ("loss.kmeans_samples", 128),
 ]
 
 
