@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from jaxssl.losses.excb import PAIRINGS as EXCB_PAIRINGS
 from jaxssl.methods.registry import METHOD_NAMES
 
 # Image side of datasets whose size is fixed and known without reading them.
@@ -98,6 +99,12 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         if c.loss.prior_direction not in DIRECTIONS:
             _fail("loss.prior_direction", f"must be one of {DIRECTIONS}, got "
                   f"{c.loss.prior_direction!r}.")
+    if c.loss.excb_pairing not in EXCB_PAIRINGS:
+        _fail("loss.excb_pairing", f"must be one of {EXCB_PAIRINGS}, got "
+              f"{c.loss.excb_pairing!r}.")
+    if c.method == "excb" and c.loss.centroid_wd_scale < 1.0:
+        _fail("loss.centroid_wd_scale", "must be >= 1 (a multiple of the base weight decay at "
+              f"the start; 1 = no extra centroid decay), got {c.loss.centroid_wd_scale}.")
     if c.loss.koleo_weight < 0:
         _fail("loss.koleo_weight", f"must be >= 0, got {c.loss.koleo_weight}.")
     for name in ("student_temp", "teacher_temp", "warmup_teacher_temp"):

@@ -35,6 +35,9 @@ def test_valid_tiny_configs_pass():
                                           r"multiple of the ViT patch size 4"),
     ("msn", "loss.prior", "zipf", r"config\.loss\.prior: must be 'uniform' or 'power_law'"),
     ("msn", "loss.prior_direction", "both", r"config\.loss\.prior_direction"),
+    ("excb", "loss.excb_pairing", "Paper", r"config\.loss\.excb_pairing: must be one of "
+                                           r"\('paper', 'released'\), got 'Paper'"),
+    ("excb", "loss.centroid_wd_scale", 0.5, r"config\.loss\.centroid_wd_scale: must be >= 1"),
     ("dino", "optim.name", "adam", r"config\.optim\.name: must be one of"),
     ("dino", "method", "byol", r"config\.method: must be one of"),
     ("dino", "augment.local.hue", 0.9, r"config\.augment: .*hue"),
