@@ -46,7 +46,8 @@ class Method(abc.ABC):
         Two examples of the global views are enough: parameter shapes do not depend on B.
         """
         x = flatten_views(views["global"])[:2]
-        variables = self.model.init({"params": key, "dropout": key}, x, train=False)
+        variables = self.model.init({"params": key, "dropout": key}, x, train=False,
+                                    deterministic=True)
         return variables["params"], variables.get("batch_stats", {}), self.initial_state()
 
     def initial_state(self) -> dict:
@@ -76,7 +77,7 @@ class Method(abc.ABC):
     def embed(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array:
         """Backbone features [B, D] of normalised float images [B, H, W, C] (eval mode)."""
         return self.model.apply(variables(params, batch_stats), images, train=False,
-                                method="features")
+                                deterministic=True, method="features")
 
     def prototypes(self, params: Any) -> jax.Array | None:
         """The prototype / centroid matrix [K, D] (raw rows) of ``params[prototype_module]``."""
@@ -87,8 +88,8 @@ class Method(abc.ABC):
     def assign(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array | None:
         """Arg-max prototype of each image (eval mode), for cluster diagnostics: by default the
         arg-max of the model's output logits."""
-        return jnp.argmax(self.model.apply(variables(params, batch_stats), images, train=False),
-                          axis=-1)
+        return jnp.argmax(self.model.apply(variables(params, batch_stats), images, train=False,
+                                           deterministic=True), axis=-1)
 
 
 def flatten_views(x: jax.Array) -> jax.Array:
@@ -106,21 +107,27 @@ def views_first(y: jax.Array, batch: int) -> jax.Array:
     return jnp.swapaxes(y, 0, 1)
 
 
-def apply_with_stats(module, params, batch_stats, x, *, train: bool, rng=None, **kwargs):
+def apply_with_stats(module, params, batch_stats, x, *, train: bool, deterministic: bool,
+                     rng=None, **kwargs):
     """Applies a Flax module, threading BatchNorm statistics when training.
 
+    ``train``: BatchNorm normalises with batch statistics (and its running averages advance).
+    ``deterministic``: stochastic depth / dropout off. The two are separate because the EMA
+    teacher uses batch statistics inside the train step but no stochastic depth (DINO), while
+    the student uses both; a stochastic call needs ``rng`` (the ``"dropout"`` stream).
     Returns ``(output, new_batch_stats)``; modules without BatchNorm pass ``{}`` through.
     """
+    if not deterministic and rng is None:
+        raise ValueError("apply_with_stats: deterministic=False needs rng (the 'dropout' key).")
     variables = {"params": params}
     if batch_stats:
         variables["batch_stats"] = batch_stats
-    rngs = {"dropout": rng} if rng is not None else None
+    rngs = None if deterministic else {"dropout": rng}
+    kwargs.update(train=train, deterministic=deterministic, rngs=rngs)
     if train and batch_stats:
-        out, updates = module.apply(
-            variables, x, train=True, rngs=rngs, mutable=["batch_stats"], **kwargs
-        )
+        out, updates = module.apply(variables, x, mutable=["batch_stats"], **kwargs)
         return out, updates["batch_stats"]
-    return module.apply(variables, x, train=train, rngs=rngs, **kwargs), batch_stats
+    return module.apply(variables, x, **kwargs), batch_stats
 
 
 def koleo_term(method: Method, params: Any, cfg: ml_collections.ConfigDict):

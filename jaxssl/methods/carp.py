@@ -44,14 +44,16 @@ class CARP(Method):
         b = views["global"].shape[0]
         k_part, k_g, k_l = jax.random.split(key, 3)
         xg = flatten_views(views["global"])
-        s_g, bs = apply_with_stats(self.model, params, batch_stats, xg, train=True, rng=k_g)
+        s_g, bs = apply_with_stats(self.model, params, batch_stats, xg, train=True,
+                                   deterministic=False, rng=k_g)
         student = [views_first(s_g, b)]
         if "local" in views:
             s_l, bs = apply_with_stats(
-                self.model, params, bs, flatten_views(views["local"]), train=True, rng=k_l)
+                self.model, params, bs, flatten_views(views["local"]), train=True,
+                deterministic=False, rng=k_l)
             student.append(views_first(s_l, b))
         t_g, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats, xg,
-                                    train=True)
+                                    train=True, deterministic=True)
         partition = random_partition(k_part, cfg.head.num_prototypes, cfg.loss.block_size)
         loss, aux = carp_loss(jnp.concatenate(student, axis=0),
                               jax.lax.stop_gradient(views_first(t_g, b)), partition,

@@ -23,6 +23,8 @@ def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
     kwargs.setdefault("dtype", compute_dtype(config))
     if config.model.drop_path_rate:
         kwargs.setdefault("drop_path_rate", config.model.drop_path_rate)
+    if config.model.remat:
+        kwargs.setdefault("remat", True)
     return create_backbone(config.model.backbone, **kwargs)
 
 
@@ -32,21 +34,26 @@ def is_vit(backbone: nn.Module) -> bool:
 
 
 class BackboneHead(nn.Module):
-    """Backbone followed by a head; the backbone's ViT-only keyword arguments pass through."""
+    """Backbone followed by a head; the backbone's ViT-only keyword arguments pass through.
+
+    ``train`` selects BatchNorm batch statistics, ``deterministic`` turns stochastic depth off
+    (``None``: ``not train``); only the backbone has stochastic layers.
+    """
 
     backbone: nn.Module
     head: nn.Module
 
-    def __call__(self, x, *, train: bool = False, patches: bool = False, **backbone_kwargs):
+    def __call__(self, x, *, train: bool = False, deterministic: bool | None = None,
+                 patches: bool = False, **backbone_kwargs):
         if patches:
-            cls, tokens = self.backbone(
-                x, train=train, return_patch_tokens=True, **backbone_kwargs
-            )
+            cls, tokens = self.backbone(x, train=train, deterministic=deterministic,
+                                        return_patch_tokens=True, **backbone_kwargs)
             return self.head(cls, train=train), self.head(tokens, train=train)
-        return self.head(self.backbone(x, train=train, **backbone_kwargs), train=train)
+        feats = self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
+        return self.head(feats, train=train)
 
-    def features(self, x, *, train: bool = False):
-        return self.backbone(x, train=train)
+    def features(self, x, *, train: bool = False, deterministic: bool | None = None):
+        return self.backbone(x, train=train, deterministic=deterministic)
 
 
 def teacher_confidence(logits: jax.Array, temperature: jax.Array) -> jax.Array:

@@ -64,17 +64,23 @@ class DINO(Method):
         if self.ibot:
             mask = flatten_views(views["mask"])
             (s_cls, s_patch), bs = apply_with_stats(
-                self.model, params, batch_stats, xg, train=True, rng=k_g, patches=True, mask=mask)
+                self.model, params, batch_stats, xg, train=True, deterministic=False, rng=k_g,
+                patches=True, mask=mask)
+            # The teacher: batch statistics as the student, but no stochastic depth (DINO).
             (t_cls, t_patch), tbs = apply_with_stats(
-                self.model, teacher_params, teacher_batch_stats, xg, train=True, patches=True)
+                self.model, teacher_params, teacher_batch_stats, xg, train=True,
+                deterministic=True, patches=True)
         else:
-            s_cls, bs = apply_with_stats(self.model, params, batch_stats, xg, train=True, rng=k_g)
+            s_cls, bs = apply_with_stats(self.model, params, batch_stats, xg, train=True,
+                                         deterministic=False, rng=k_g)
             t_cls, tbs = apply_with_stats(
-                self.model, teacher_params, teacher_batch_stats, xg, train=True)
+                self.model, teacher_params, teacher_batch_stats, xg, train=True,
+                deterministic=True)
         student = [views_first(s_cls, b)]
         if "local" in views:
             s_loc, bs = apply_with_stats(
-                self.model, params, bs, flatten_views(views["local"]), train=True, rng=k_l)
+                self.model, params, bs, flatten_views(views["local"]), train=True,
+                deterministic=False, rng=k_l)
             student.append(views_first(s_loc, b))
         student = jnp.concatenate(student, axis=0)
         teacher = jax.lax.stop_gradient(views_first(t_cls, b))

@@ -33,20 +33,23 @@ class ExCBModel(nn.Module):
     predictor: nn.Module
     centroids: nn.Module
 
-    def __call__(self, x, *, train: bool = False, centroid_grad: bool = True,
-                 with_predictor: bool = True):
-        h = self.projector(self.backbone(x, train=train), train=train)
+    def __call__(self, x, *, train: bool = False, deterministic: bool | None = None,
+                 centroid_grad: bool = True, with_predictor: bool = True):
+        # train: BatchNorm batch statistics; deterministic: no stochastic depth (None: not train).
+        h = self.projector(self.backbone(x, train=train, deterministic=deterministic),
+                           train=train)
         direct = self.centroids(h, stop_gradient_centroids=not centroid_grad)
         # The predictor always sees the centroids as constants (paper: only global direct
         # projections train the centroids).
         pred = self.centroids(self.predictor(h, train=train), stop_gradient_centroids=True)
         return direct, pred if with_predictor else None
 
-    def features(self, x, *, train: bool = False):
-        return self.backbone(x, train=train)
+    def features(self, x, *, train: bool = False, deterministic: bool | None = None):
+        return self.backbone(x, train=train, deterministic=deterministic)
 
-    def project(self, x, *, train: bool = False):
-        return self.projector(self.backbone(x, train=train), train=train)
+    def project(self, x, *, train: bool = False, deterministic: bool | None = None):
+        return self.projector(self.backbone(x, train=train, deterministic=deterministic),
+                              train=train)
 
 
 class ExCB(Method):
@@ -78,19 +81,20 @@ class ExCB(Method):
         b = views["global"].shape[0]
         k_g, k_l = jax.random.split(key)
         (direct, pred), bs = apply_with_stats(
-            self.model, params, batch_stats, flatten_views(views["global"]), train=True, rng=k_g)
+            self.model, params, batch_stats, flatten_views(views["global"]), train=True,
+            deterministic=False, rng=k_g)
         directs, preds = [views_first(direct, b)], [views_first(pred, b)]
         if "local" in views:
             # Local crops: centroids are constants (centroid_grad=False), so the centroids learn
             # only through the global direct projections (paper Eq. 2, Algorithm 1).
             (direct_l, pred_l), bs = apply_with_stats(
-                self.model, params, bs, flatten_views(views["local"]), train=True, rng=k_l,
-                centroid_grad=False)
+                self.model, params, bs, flatten_views(views["local"]), train=True,
+                deterministic=False, rng=k_l, centroid_grad=False)
             directs.append(views_first(direct_l, b))
             preds.append(views_first(pred_l, b))
         (t_sims, _), tbs = apply_with_stats(
             self.model, teacher_params, teacher_batch_stats, flatten_views(views["global"]),
-            train=True, with_predictor=False)
+            train=True, deterministic=True, with_predictor=False)
         # momentum=0 makes aux["cluster_sizes"] the batch's assignment fractions f; the EMA
         # c <- m c + (1 - m) f is applied once per optimiser step in update_state.
         # loss.excb_pairing "paper" puts the local direct projections in the loss (Algorithm 1);
@@ -121,16 +125,17 @@ class ExCB(Method):
         """Projector outputs, used by the spherical k-means centroid initialisation.
 
         ``train=True`` normalises BatchNorm layers with the statistics of ``images`` (the
-        running statistics are not updated), as the teacher does inside the train step.
+        running statistics are not updated), as the teacher does inside the train step. Always
+        deterministic (no stochastic depth), like the teacher.
         """
         if not train:
             return self.model.apply(variables(params, batch_stats), images, train=False,
-                                    method="project")
+                                    deterministic=True, method="project")
         out, _ = self.model.apply(variables(params, batch_stats), images, train=True,
-                                  method="project", mutable=["batch_stats"])
+                                  deterministic=True, method="project", mutable=["batch_stats"])
         return out
 
     def assign(self, params, batch_stats, images):
         direct, _ = self.model.apply(variables(params, batch_stats), images, train=False,
-                                     with_predictor=False)
+                                     deterministic=True, with_predictor=False)
         return jnp.argmax(direct, axis=-1)

@@ -67,14 +67,14 @@ class MSN(Method):
             side = glob.shape[2] // self.model.backbone.patch_size
             kwargs["keep_indices"] = msn_keep_indices(k_drop, side * side, cfg.patch_drop)
         z_anchor, bs = apply_with_stats(self.model, params, batch_stats, glob[:, 1], train=True,
-                                        rng=k_a, **kwargs)
+                                        deterministic=False, rng=k_a, **kwargs)
         anchors = [z_anchor[None]]
         if "local" in views:
             z_loc, bs = apply_with_stats(self.model, params, bs, flatten_views(views["local"]),
-                                         train=True, rng=k_l)
+                                         train=True, deterministic=False, rng=k_l)
             anchors.append(views_first(z_loc, b))
         z_target, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats,
-                                         glob[:, 0], train=True)
+                                         glob[:, 0], train=True, deterministic=True)
         loss, aux = msn_loss(
             jnp.concatenate(anchors, axis=0), jax.lax.stop_gradient(z_target),
             self.prototypes(params), temperature=cfg.student_temp,
@@ -89,7 +89,7 @@ class MSN(Method):
 
     def assign(self, params, batch_stats, images):
         # The head returns projections; assignments are the nearest prototype by cosine.
-        z = self.model.apply(variables(params, batch_stats), images,
-                             train=False).astype(jnp.float32)
+        z = self.model.apply(variables(params, batch_stats), images, train=False,
+                             deterministic=True).astype(jnp.float32)
         w = self.prototypes(params).astype(jnp.float32)
         return jnp.argmax(z @ w.T / (jnp.linalg.norm(w, axis=-1) + 1e-12), axis=-1)

@@ -81,7 +81,8 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        # ``train`` is positional so nn.remat(..., static_argnums=(2,)) can keep it static.
         out = _Layers.conv(self, self.planes, 3, self.stride, "conv1")(x)
         out = nn.relu(_Layers.bn(self, train, "bn1")(out))
         out = _Layers.conv(self, self.planes, 3, 1, "conv2")(out)
@@ -102,7 +103,8 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        # ``train`` is positional so nn.remat(..., static_argnums=(2,)) can keep it static.
         out = _Layers.conv(self, self.planes, 1, 1, "conv1")(x)
         out = nn.relu(_Layers.bn(self, train, "bn1")(out))
         out = _Layers.conv(self, self.planes, 3, self.stride, "conv2")(out)
@@ -137,12 +139,16 @@ class ResNet(nn.Module):
         branch starts as the identity (Goyal et al. 2017; torchvision's option of the same name).
       bn_axis_name: mapped axis name for cross-device BN under ``shard_map``; under plain ``jit``
         with a sharded batch the statistics are already global.
+      remat: rematerialise each residual block's activations in the backward pass (``nn.remat``),
+        trading recomputation for activation memory; outputs, gradients, BatchNorm statistics
+        and parameter paths are unchanged.
       dtype / param_dtype: compute and storage dtypes; batch norm always computes in float32.
 
     Call: ``model.apply(variables, x, train=..., mutable=["batch_stats"] if train else False)``
     with ``x`` float [B, H, W, C]. ``train=True`` normalises with batch statistics and updates the
-    running averages; ``train=False`` uses the running averages. ``num_features`` (the output
-    dimension) is available without init.
+    running averages; ``train=False`` uses the running averages. ``deterministic`` is accepted for
+    the interface the ViT shares (stochastic depth); a ResNet has nothing stochastic.
+    ``num_features`` (the output dimension) is available without init.
 
     >>> import jax, jax.numpy as jnp
     >>> model = ResNet(stage_sizes=(1, 1), block="basic", width=4, small_stem=True)
@@ -162,6 +168,7 @@ class ResNet(nn.Module):
     small_stem: bool = False
     zero_init_residual: bool = False
     bn_axis_name: str | None = None
+    remat: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -176,10 +183,16 @@ class ResNet(nn.Module):
         return _BLOCKS[self.block]
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, deterministic: bool | None = None
+    ) -> jax.Array:
+        del deterministic  # no dropout or stochastic depth in a ResNet
         if x.ndim != 4:
             raise ValueError(f"ResNet: x must be [B, H, W, C], got shape {x.shape}")
         block_cls = self._block_cls()
+        if self.remat:
+            # nn.remat keeps the block's name, so parameter and batch_stats paths are unchanged.
+            block_cls = nn.remat(block_cls, static_argnums=(2,))
         x = x.astype(self.dtype)
         if self.small_stem:
             x = _Layers.conv(self, self.width, 3, 1, "conv1")(x)
@@ -199,7 +212,7 @@ class ResNet(nn.Module):
                     dtype=self.dtype,
                     param_dtype=self.param_dtype,
                     name=f"layer{i + 1}_{j}",
-                )(x, train=train)
+                )(x, bool(train))
         # Pool in float32: the features feed heads and k-NN evaluation.
         return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 

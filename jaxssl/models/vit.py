@@ -40,18 +40,18 @@ class DropPath(nn.Module):
     """Stochastic depth: drops the whole residual branch per sample with probability ``rate``.
 
     Survivors are scaled by 1 / (1 - rate) so the expectation is unchanged. Needs a ``"dropout"``
-    rng when ``train`` and ``rate > 0``; identity otherwise.
+    rng when not ``deterministic`` and ``rate > 0``; identity otherwise.
 
     >>> import jax, jax.numpy as jnp
-    >>> DropPath(rate=0.5).apply({}, jnp.ones((2, 3)), train=False).tolist()
+    >>> DropPath(rate=0.5).apply({}, jnp.ones((2, 3)), deterministic=True).tolist()
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
 
     rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        if not train or self.rate == 0.0:
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        if deterministic or self.rate == 0.0:
             return x
         keep_prob = 1.0 - self.rate
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
@@ -98,7 +98,11 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x))).
+
+    ``deterministic`` is positional so that ``nn.remat(Block, static_argnums=(2,))`` can treat it
+    as a compile-time constant (argument 0 of a lifted module call is the module itself).
+    """
 
     num_heads: int
     mlp_ratio: float = 4.0
@@ -107,16 +111,20 @@ class Block(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         d = x.shape[-1]
         y = Attention(self.num_heads, self.dtype, self.param_dtype, name="attn")(
             _layer_norm(self, "norm1")(x)
         )
-        x = x + DropPath(self.drop_path, name="drop_path1")(y, train=train).astype(x.dtype)
+        x = x + DropPath(self.drop_path, name="drop_path1")(
+            y, deterministic=deterministic
+        ).astype(x.dtype)
         y = Mlp(int(d * self.mlp_ratio), self.dtype, self.param_dtype, name="mlp")(
             _layer_norm(self, "norm2")(x)
         )
-        return x + DropPath(self.drop_path, name="drop_path2")(y, train=train).astype(x.dtype)
+        return x + DropPath(self.drop_path, name="drop_path2")(
+            y, deterministic=deterministic
+        ).astype(x.dtype)
 
 
 def interpolate_pos_embed(pos_embed: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Array]:
@@ -156,13 +164,24 @@ class VisionTransformer(nn.Module):
       img_size: the image size the position embedding is laid out for ((img_size / p)^2 patches);
         other input sizes interpolate it bicubically on the patch grid (96 px locals, 224 config).
       drop_path_rate: stochastic-depth rate of the last block; block i uses
-        ``rate * i / (depth - 1)``. Needs a ``"dropout"`` rng when ``train`` and rate > 0.
+        ``rate * i / (depth - 1)`` (timm / DINO: linear from 0 over depth, so a depth-1 ViT has
+        none). Active only when the call is not ``deterministic``; then it needs a ``"dropout"``
+        rng.
+      remat: rematerialise each block's activations in the backward pass (``nn.remat``): the
+        forward pass of a block is recomputed instead of stored, trading ~1/3 more compute for
+        activation memory. Outputs, gradients and parameter paths are unchanged.
       use_mask_token: create the learnable iBOT ``mask_token`` [1, 1, D] (zeros init). Without it
         the parameter count equals timm's; passing ``mask`` then raises ValueError.
       dtype / param_dtype: compute and storage dtypes; LayerNorm and softmax run in float32.
 
-    Call: ``__call__(x, *, train=False, keep_indices=None, mask=None, return_patch_tokens=False)``
+    Call: ``__call__(x, *, train=False, deterministic=None, keep_indices=None, mask=None,
+    return_patch_tokens=False)``
       x: float [B, H, W, C] images.
+      train: accepted for a uniform backbone interface (ResNet: BatchNorm batch statistics); the
+        ViT has no BatchNorm, so it only sets the default of ``deterministic``.
+      deterministic: stochastic depth off. ``None`` means ``not train``. An EMA teacher runs with
+        ``deterministic=True`` (DINO's teacher applies no stochastic depth), the student with
+        ``False`` and a ``"dropout"`` rng.
       keep_indices: int [n_keep] or [B, n_keep] -- MSN patch dropping: only these patch tokens are
         kept (after the position embedding is added, so each kept token keeps its position); the
         CLS token is always kept.
@@ -191,6 +210,7 @@ class VisionTransformer(nn.Module):
     img_size: int = 224
     drop_path_rate: float = 0.0
     use_mask_token: bool = True
+    remat: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -215,6 +235,7 @@ class VisionTransformer(nn.Module):
         x: jax.Array,
         *,
         train: bool = False,
+        deterministic: bool | None = None,
         keep_indices: jax.Array | None = None,
         mask: jax.Array | None = None,
         return_patch_tokens: bool = False,
@@ -280,15 +301,18 @@ class VisionTransformer(nn.Module):
         cls = (cls.astype(jnp.float32) + cls_pos).astype(tokens.dtype)
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self.embed_dim)), tokens], axis=1)
 
+        deterministic = not train if deterministic is None else deterministic
+        # nn.remat keeps the module's name, so parameter paths are the same with or without it.
+        block_cls = nn.remat(Block, static_argnums=(2,)) if self.remat else Block
         for i, rate in enumerate(self.drop_path_rates):
-            x = Block(
+            x = block_cls(
                 self.num_heads,
                 self.mlp_ratio,
                 rate,
                 self.dtype,
                 self.param_dtype,
                 name=f"blocks_{i}",
-            )(x, train=train)
+            )(x, bool(deterministic))
         x = _layer_norm(self, "norm")(x)  # float32 output
         if return_patch_tokens:
             return x[:, 0], x[:, 1:]

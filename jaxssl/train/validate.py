@@ -47,6 +47,10 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
               f"{sorted(BACKBONES)}.")
     if c.model.dtype not in DTYPES:
         _fail("model.dtype", f"must be one of {sorted(DTYPES)}, got {c.model.dtype!r}.")
+    if not isinstance(c.model.remat, bool):
+        _fail("model.remat", f"must be True or False, got {c.model.remat!r}.")
+    if not 0.0 <= c.model.drop_path_rate < 1.0:
+        _fail("model.drop_path_rate", f"must lie in [0, 1), got {c.model.drop_path_rate}.")
     k = c.head.num_prototypes
     if k <= 0:
         _fail("head.num_prototypes", f"must be > 0, got {k}.")

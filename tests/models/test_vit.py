@@ -23,7 +23,9 @@ def variables():
     return jax.jit(_VIT.init)(jax.random.key(0), _X)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "train", "return_patch_tokens"))
+@functools.partial(
+    jax.jit, static_argnames=("model", "train", "deterministic", "return_patch_tokens")
+)
 def _run(
     model,
     variables,
@@ -31,6 +33,7 @@ def _run(
     keep_indices=None,
     mask=None,
     train=False,
+    deterministic=None,
     return_patch_tokens=False,
     rngs=None,
 ):
@@ -38,6 +41,7 @@ def _run(
         variables,
         x,
         train=train,
+        deterministic=deterministic,
         keep_indices=keep_indices,
         mask=mask,
         return_patch_tokens=return_patch_tokens,
@@ -191,30 +195,55 @@ def test_drop_path_training(variables):
         patch_size=P, embed_dim=16, depth=2, num_heads=2, img_size=16, drop_path_rate=0.5
     )
     with pytest.raises(Exception, match="dropout"):
-        jax.eval_shape(functools.partial(model.apply, train=True), variables, _X)
+        jax.eval_shape(functools.partial(model.apply, deterministic=False), variables, _X)
     eval_out = _run(model, variables, _X)
     chex.assert_trees_all_close(eval_out, _run(_VIT, variables, _X), atol=1e-6)
     outs = [
-        _run(model, variables, _X, train=True, rngs={"dropout": jax.random.key(i)})
+        _run(model, variables, _X, deterministic=False, rngs={"dropout": jax.random.key(i)})
         for i in range(3)
     ]
     # Depth 2: rates 0 and 0.5, so the second block is dropped for about half of the samples and
     # the outputs vary with the dropout key.
     assert any(not np.allclose(outs[0], o, atol=1e-5) for o in outs[1:])
     chex.assert_trees_all_close(
-        outs[0], _run(model, variables, _X, train=True, rngs={"dropout": jax.random.key(0)})
+        outs[0],
+        _run(model, variables, _X, deterministic=False, rngs={"dropout": jax.random.key(0)}),
     )
+
+
+def test_train_and_deterministic_are_separate(variables):
+    """``train=True, deterministic=True`` (an EMA teacher) needs no rng and ignores it: the
+    output equals the eval-mode output for every key; ``deterministic`` defaults to
+    ``not train``, so ``train=True`` alone is stochastic."""
+    model = VisionTransformer(
+        patch_size=P, embed_dim=16, depth=2, num_heads=2, img_size=16, drop_path_rate=0.5
+    )
+    eval_out = _run(model, variables, _X)
+    # No "dropout" rng is needed for a deterministic training-mode call.
+    shape = jax.eval_shape(
+        functools.partial(model.apply, train=True, deterministic=True), variables, _X
+    ).shape
+    assert shape == (2, 16)
+    for i in range(3):
+        teacher = _run(model, variables, _X, train=True, deterministic=True,
+                       rngs={"dropout": jax.random.key(i)})
+        np.testing.assert_array_equal(np.asarray(teacher), np.asarray(eval_out))
+    stochastic = [_run(model, variables, _X, train=True, rngs={"dropout": jax.random.key(i)})
+                  for i in range(3)]
+    assert any(not np.allclose(stochastic[0], o, atol=1e-5) for o in stochastic[1:])
 
 
 def test_drop_path_rate_increases_linearly_over_depth():
     rates = VisionTransformer(depth=12, drop_path_rate=0.1).drop_path_rates
     np.testing.assert_allclose(rates, np.linspace(0.0, 0.1, 12), atol=1e-12)
     assert VisionTransformer(depth=1, drop_path_rate=0.1).drop_path_rates == (0.0,)
+    # timm / DINO: torch.linspace(0, rate, depth), so depth 2 already has an active last block.
+    assert VisionTransformer(depth=2, drop_path_rate=0.1).drop_path_rates == (0.0, 0.1)
 
 
 def test_drop_path_drops_whole_samples_and_rescales():
     y = DropPath(rate=0.25).apply(
-        {}, jnp.ones((4000, 3)), train=True, rngs={"dropout": jax.random.key(0)}
+        {}, jnp.ones((4000, 3)), deterministic=False, rngs={"dropout": jax.random.key(0)}
     )
     rows = np.asarray(y)
     # Each sample is either dropped entirely (0) or kept and scaled by 1 / (1 - 0.25).
