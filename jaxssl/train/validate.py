@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from jaxssl.losses.excb import PAIRINGS as EXCB_PAIRINGS
 from jaxssl.methods.registry import METHOD_NAMES
 from jaxssl.train.ranges import check_ranges
 
@@ -106,6 +107,9 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         if c.loss.prior_direction not in DIRECTIONS:
             _fail("loss.prior_direction", f"must be one of {DIRECTIONS}, got "
                   f"{c.loss.prior_direction!r}.")
+    if c.loss.excb_pairing not in EXCB_PAIRINGS:
+        _fail("loss.excb_pairing", f"must be one of {EXCB_PAIRINGS}, got "
+              f"{c.loss.excb_pairing!r}.")
     if c.method == "excb" and c.loss.kmeans_init and c.loss.kmeans_samples < k:
         _fail("loss.kmeans_samples", f"{c.loss.kmeans_samples} is below "
               f"config.head.num_prototypes={k}: the centroid k-means needs at least one "

@@ -44,6 +44,8 @@ def test_valid_tiny_configs_pass():
     ("dino", "optim.freeze_prototypes_steps", -1, r"config\.optim\.freeze_prototypes_steps: "
                                                   r"got -1, allowed an integer in \[0, inf\)"),
     ("msn", "loss.prior_direction", "both", r"config\.loss\.prior_direction"),
+    ("excb", "loss.excb_pairing", "Paper", r"config\.loss\.excb_pairing: must be one of "
+                                           r"\('paper', 'released'\), got 'Paper'"),
     ("dino", "optim.name", "adam", r"config\.optim\.name: must be one of"),
     ("dino", "method", "byol", r"config\.method: must be one of"),
     ("dino", "augment.local.hue", 0.9, r"config\.augment\.local\.hue: got 0\.9, allowed "
