@@ -88,6 +88,11 @@ def backbone_from_state(state: Mapping[str, Any], config: Any, which: str = "tea
     )
 
 
+def _require_checkpoints(workdir: str) -> None:
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"export: no checkpoints directory in workdir {workdir!r}")
+
+
 def load_backbone(workdir: str, which: str = "teacher", step: int | None = None) -> Backbone:
     """Reads the ``which`` backbone of the checkpoint at ``step`` (default newest) in ``workdir``.
 
@@ -95,8 +100,7 @@ def load_backbone(workdir: str, which: str = "teacher", step: int | None = None)
     """
     from jaxssl.train.checkpoint import Checkpointer
 
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise FileNotFoundError(f"export: no checkpoints directory in workdir {workdir!r}")
+    _require_checkpoints(workdir)
     ckpt = Checkpointer(workdir)
     try:
         if ckpt.latest_step() is None:
@@ -159,19 +163,28 @@ def export(workdir: str, fmt: str, which: str = "teacher", out: str | None = Non
         raise ValueError(f"export: format must be one of {FORMATS}, got {fmt!r}")
     if which not in WHICH:
         raise ValueError(f"export: which must be one of {WHICH}, got {which!r}")
+    from jaxssl.output_paths import atomic_write, check_output_file
+
+    _require_checkpoints(workdir)
+    # A directory, read-only or uncreatable destination fails before the checkpoint is read.
+    chosen = out is not None
+    out = out if chosen else default_out_path(workdir, fmt, which)
+    check_output_file(out, what="--out" if chosen else "the export file",
+                      hint="" if chosen else "Choose another path with --out.")
     backbone = load_backbone(workdir, which, step)
     if fmt == "torch":
         backbone_family(backbone.name)  # unsupported names fail before torch is imported
         torch = _import_torch()
         payload = torch_tensors(backbone)
-    out = out or default_out_path(workdir, fmt, which)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    if fmt == "msgpack":
-        with open(out, "wb") as f:
-            f.write(msgpack_bytes(backbone))
+
+        def write(tmp: str) -> None:
+            torch.save(payload, tmp)
     else:
-        torch.save(payload, out)
-    return out
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(msgpack_bytes(backbone))
+    # Temporary file + rename: an existing export is replaced only by a complete one.
+    return atomic_write(out, write)
 
 
 __all__ = [

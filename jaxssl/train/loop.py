@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxssl.methods.registry import build_method
+from jaxssl.output_paths import prepare_dir
 from jaxssl.train import mesh as mesh_lib
 from jaxssl.train.budget import FIRST_PLAN_STEP, FIRST_TIMED_STEP, plan_total_steps
 from jaxssl.train.checkpoint import Checkpointer, abstract_like
@@ -83,7 +84,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
 
     mesh_lib.maybe_initialize_distributed()
     validate_config(config)
-    os.makedirs(workdir, exist_ok=True)
+    prepare_dir(workdir, what="workdir")  # a file, read-only or uncreatable workdir: one line
     is_main = jax.process_index() == 0
     mesh = mesh_lib.make_data_mesh()
     rep = mesh_lib.replicated(mesh)
@@ -105,7 +106,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     elif config.method == "excb" and config.loss.kmeans_init:
         from jaxssl.train.excb_init import kmeans_init_centroids
 
-        state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans), rep)
+        state = jax.device_put(kmeans_init_centroids(method, state, config, k_kmeans, mesh=mesh),
+                               rep)
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
             f.write(config.to_json_best_effort(indent=2))
