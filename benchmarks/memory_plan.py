@@ -13,10 +13,10 @@ same (checked: ExCB ResNet-50 at b = 16, 7.05 GiB either way) and the compile is
 For each config in ``configs/*_imagenet.py`` / ``*_inat18.py`` and each device count d, the train
 step is lowered for abstract inputs (``jax.ShapeDtypeStruct``: no image, no parameter is allocated)
 at the per-device batch ``batch_size / d`` and compiled for one device. XLA's memory analysis of
-that executable gives the per-device footprint: arguments (train state + batch) + outputs + temporaries
-- donated aliases. Data parallelism replicates the state and splits the batch, so a d-device run holds
-the one-device program at batch B / d, plus the gradient all-reduce buffers (one gradient-sized
-buffer, already counted among the temporaries). FLOPs per image come from XLA's cost analysis of
+that executable gives the per-device footprint: arguments (train state + batch) + outputs +
+temporaries - donated aliases. Data parallelism replicates the state and splits the batch, so a
+d-device run holds the one-device program at batch B / d, plus the gradient all-reduce buffers
+(about one gradient-sized buffer, not counted here: 0.1 GiB for these models). FLOPs per image come from XLA's cost analysis of
 the same executable (forward + backward + optimiser, student + teacher).
 
 The compile targets the host's backend. On a CPU host the buffer sizes follow XLA:CPU's fusion and
