@@ -16,8 +16,8 @@ at the per-device batch ``batch_size / d`` and compiled for one device. XLA's me
 that executable gives the per-device footprint: arguments (train state + batch) + outputs +
 temporaries - donated aliases. Data parallelism replicates the state and splits the batch, so a
 d-device run holds the one-device program at batch B / d, plus the gradient all-reduce buffers
-(about one gradient-sized buffer, not counted here: 0.1 GiB for these models). FLOPs per image come from XLA's cost analysis of
-the same executable (forward + backward + optimiser, student + teacher).
+(about one gradient-sized buffer, not counted here: 0.1-0.2 GiB for these models). FLOPs per
+image come from XLA's cost analysis of the same executable (forward + backward + optimiser, student + teacher).
 
 The compile targets the host's backend. On a CPU host the buffer sizes follow XLA:CPU's fusion and
 buffer assignment, which keeps bfloat16 activations as bfloat16 but may fuse less than the TPU / GPU
