@@ -17,11 +17,12 @@ that executable gives the per-device footprint: arguments (train state + batch) 
 temporaries - donated aliases. Data parallelism replicates the state and splits the batch, so a
 d-device run holds the one-device program at batch B / d, plus the gradient all-reduce buffers
 (about one gradient-sized buffer, not counted here: 0.1-0.2 GiB for these models). FLOPs per
-image come from XLA's cost analysis of the same executable (forward + backward + optimiser, student + teacher).
+image come from XLA's cost analysis of the same executable (forward + backward + optimiser,
+student + teacher).
 
 The compile targets the host's backend. On a CPU host the buffer sizes follow XLA:CPU's fusion and
-buffer assignment, which keeps bfloat16 activations as bfloat16 but may fuse less than the TPU / GPU
-compilers do: read the table as a planning estimate (within tens of percent), and re-run this
+buffer assignment, which may compute some bfloat16 work in float32 and fuses less than the TPU /
+GPU compilers do (nor does it realise ``model.remat``'s saving, see RESULTS.md): read the table as a planning estimate (within tens of percent), and re-run this
 script on the accelerator itself (it runs unchanged there) for the exact figure.
 """
 
