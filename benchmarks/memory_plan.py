@@ -22,8 +22,9 @@ student + teacher).
 
 The compile targets the host's backend. On a CPU host the buffer sizes follow XLA:CPU's fusion and
 buffer assignment, which may compute some bfloat16 work in float32 and fuses less than the TPU /
-GPU compilers do (nor does it realise ``model.remat``'s saving, see RESULTS.md): read the table as a planning estimate (within tens of percent), and re-run this
-script on the accelerator itself (it runs unchanged there) for the exact figure.
+GPU compilers do (nor does it realise ``model.remat``'s saving, see RESULTS.md): read the table
+as a planning estimate, and re-run this script on the accelerator itself (it runs unchanged
+there) for that backend's figure.
 """
 
 from __future__ import annotations
