@@ -26,7 +26,7 @@ with 75 and $SLURM_RESTART_COUNT < N, runs `scontrol requeue $SLURM_JOB_ID`.
 USAGE
 }
 
-EX_TEMPFAIL=75
+EX_TEMPFAIL="${EXIT_PREEMPTED}"  # 75, from _lib.sh (jaxssl/exit_codes.py PREEMPTED)
 MAX_RESTARTS=20 RESUBMIT=""
 ENV_VARS=() SRUN=(srun --kill-on-bad-exit=0)
 while [[ $# -gt 0 ]]; do

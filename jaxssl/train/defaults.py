@@ -75,10 +75,19 @@ def base_config() -> ml_collections.ConfigDict:
         # ExCB.
         boost=1.01,
         cluster_momentum=0.999,
+        # Centroid init: spherical k-means on teacher projections of kmeans_samples randomly
+        # drawn training images (>= num_prototypes; paper recipes 500,000), kmeans_iters Lloyd
+        # iterations (paper recipes 50), restarted until no cluster is empty.
         kmeans_init=True,
         kmeans_samples=4096,
         kmeans_iters=20,
-        centroid_wd_scale=10.0,
+        # Extra centroid weight decay: scale x the base decay at the start, cosine to 1x (the
+        # paper's ResNet-50 recipe: 10, i.e. 1e-3 -> 1e-4); 1 = none (its ViT recipe).
+        centroid_wd_scale=1.0,
+        # Which student views pair with the teacher: "paper" (Algorithm 1: the direct projections
+        # of all views but the teacher's own crop and the predictor outputs of all views, 1/2
+        # each) | "released" (the released code: no local direct projections, 18 equal pairs).
+        excb_pairing="paper",
         # CARP.
         block_size=512,
         entropy_weight=1.0,
