@@ -101,7 +101,8 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     per_step = max(1, config.train.batch_size * config.data.global_crops.num // shards)
     # The slots of this process's devices, in the row order make_array_from_process_local_data
     # and to_global_batch give them.
-    slots = sorted({sl[0].start // per_slot for sl in NamedSharding(
+    # (A one-device mesh maps its device to slice(None): start None means row 0.)
+    slots = sorted({(sl[0].start or 0) // per_slot for sl in NamedSharding(
         mesh, PartitionSpec(DATA_AXIS)).addressable_devices_indices_map((n,)).values()})
     steps = [(s, min(per_step, per_slot - s)) for s in range(0, per_slot, per_step)]
     reads = np.concatenate([indices[j * per_slot + s:j * per_slot + s + rows]

@@ -112,6 +112,19 @@ def test_sample_is_seeded_random_streamed_and_sharded(tmp_path):
                                                             _images(c, indices)), atol=1e-4)
 
 
+def test_one_device_mesh_projects_the_whole_sample(tmp_path):
+    """The quick start and the notebook run on one device, whose mesh maps it to slice(None)."""
+    spec, _ = _class_sorted_npz(tmp_path, 200)
+    c, method, state = _state_and_config(spec, k=8, samples=40)
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=jax.devices()[:1])
+    indices = random_subset(200, 40, seed=c.seed)
+    feats = np.asarray(sample_projections(method, state, c, mesh, indices))
+    got = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, _train_mode_projections(c, method, state, _images(c, indices),
+                                                            devices=1), atol=1e-4)
+
+
 def test_fewer_images_than_requested_uses_them_all_and_says_so(tmp_path, capsys):
     spec, _ = _class_sorted_npz(tmp_path, 203)
     c, method, state = _state_and_config(spec, k=8, samples=4096)
