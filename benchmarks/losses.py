@@ -171,7 +171,7 @@ def excb_case(b: int, k: int, runs: int) -> Case:
     from jaxssl.losses.excb import excb_loss
 
     g, v = 2, 8
-    direct = jnp.tanh(normal(7, (g, b, k)))
+    direct = jnp.tanh(normal(7, (v, b, k)))  # all V views (pairing="paper")
     pred = jnp.tanh(normal(8, (v, b, k)))
     teacher = jnp.tanh(normal(9, (g, b, k)))
     sizes = jnp.full((k,), 1.0 / k, jnp.float32)
@@ -179,8 +179,8 @@ def excb_case(b: int, k: int, runs: int) -> Case:
         lambda x, y, t, c: excb_loss(x, y, t, c)[0], argnums=(0, 1)))
     return Case(
         "excb_loss", f"G={g}, V={v}, B={b}, K={k}", fn, (direct, pred, teacher, sizes),
-        bytes_moved=F32 * b * k * (g + v + g + g + v),
-        byte_model="read direct [G,B,K] + predictor [V,B,K] + teacher [G,B,K], write d direct, "
+        bytes_moved=F32 * b * k * (v + v + g + v + v),
+        byte_model="read direct [V,B,K] + predictor [V,B,K] + teacher [G,B,K], write d direct, "
         "d predictor",
         flops=0.0, runs=runs, exp_count=float((g + v + g) * b * k),
     )

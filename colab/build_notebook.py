@@ -89,7 +89,7 @@ def cosines(key, shape):
     return (x / jnp.linalg.norm(x, axis=-1, keepdims=True)) @ c.T
 
 sizes = jnp.full((K,), 1.0 / K)
-excb, excb_aux = losses.excb_loss(cosines(keys[3], (T, B)), cosines(keys[4], (S, B)),
+excb, excb_aux = losses.excb_loss(cosines(keys[3], (S, B)), cosines(keys[4], (S, B)),
                                   cosines(keys[5], (T, B)), sizes)
 print("excb_loss:", round(float(excb), 4),
       "| updated cluster sizes sum to", round(float(excb_aux["cluster_sizes"].sum()), 4))

@@ -4,6 +4,13 @@
 
 DRY_RUN=0
 
+# Exit status of a trainer stopped by SIGTERM/SIGINT after saving a checkpoint (sysexits
+# EX_TEMPFAIL): "run me again to resume". The same value as jaxssl/exit_codes.py PREEMPTED,
+# which lists every exit status; tests/reliability/test_launch_restarts.py checks they agree.
+EXIT_PREEMPTED=75
+# How many times run_trainer re-runs a preempted trainer (--max-restarts).
+MAX_RESTARTS=3
+
 # die MESSAGE: print an error and exit 2 (the status of a usage error).
 die() {
   echo "error: $*" >&2
@@ -19,6 +26,41 @@ run() {
   printf '\n'
   if [[ "${DRY_RUN}" == 0 ]]; then
     "$@"
+  fi
+}
+
+# run_trainer CMD ARGS...: run (and print, as `run` does) the trainer command; while it exits
+# with EXIT_PREEMPTED, run it again (it resumes from its newest checkpoint), at most MAX_RESTARTS
+# times, then exit with its status. A SIGTERM or SIGINT sent to this script itself (Ctrl-C, a
+# scheduler stopping the job: the trainer gets it too, saves and exits 75) ends the loop instead:
+# whoever stopped the job decides whether to resume it.
+run_trainer() {
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    run "$@"
+    echo "# exit ${EXIT_PREEMPTED} (preempted, checkpoint saved) runs the command above again" \
+      "to resume, at most ${MAX_RESTARTS} times"
+    return 0
+  fi
+  local restarts=0 status stopped=""
+  trap 'stopped=1' TERM INT
+  while true; do
+    status=0
+    run "$@" || status=$?
+    if [[ "${status}" != "${EXIT_PREEMPTED}" || -n "${stopped}" ||
+          "${restarts}" -ge "${MAX_RESTARTS}" ]]; then
+      trap - TERM INT
+      return "${status}"
+    fi
+    restarts=$((restarts + 1))
+    echo "trainer preempted (exit ${EXIT_PREEMPTED}): resuming, restart ${restarts} of" \
+      "${MAX_RESTARTS}" >&2
+  done
+}
+
+# check_max_restarts VALUE: --max-restarts must be a non-negative integer.
+check_max_restarts() {
+  if [[ ! "$1" =~ ^[0-9]+$ ]]; then
+    die "--max-restarts must be a non-negative integer, got '$1'"
   fi
 }
 

@@ -20,9 +20,12 @@ Options:
   --mem-fraction F     share of each GPU's memory JAX preallocates (default 0.9)
   --xla-flags FLAGS    extra XLA_FLAGS, appended to the defaults below
   --python BIN         Python interpreter (default: python3)
+  --max-restarts N     re-run the trainer up to N times when it exits 75 (preempted,
+                       checkpoint saved; it resumes), default 3; 0 disables
   --dry-run            print every command without running it
   -h, --help           this help
-Any --config.FIELD=VALUE argument is passed to the trainer as an override.
+Any --config.FIELD=VALUE argument is passed to the trainer as an override. Exit statuses are
+the trainer's (jaxssl/exit_codes.py); 75 means preempted with a checkpoint saved.
 
 Default XLA_FLAGS: --xla_gpu_enable_latency_hiding_scheduler=true (overlaps the gradient
 all-reduce with the backward pass on multi-GPU hosts).
@@ -45,12 +48,14 @@ while [[ $# -gt 0 ]]; do
     --mem-fraction) need_value "$1" $# "${2:-}"; MEM_FRACTION="$2"; shift 2 ;;
     --xla-flags) need_value "$1" $#; EXTRA_XLA="$2"; shift 2 ;;
     --python) need_value "$1" $# "${2:-}"; PYTHON="$2"; shift 2 ;;
+    --max-restarts) need_value "$1" $# "${2:-}"; MAX_RESTARTS="$2"; shift 2 ;;
     *) die "unknown argument: $1" ;;
   esac
 done
 require --config "${CONFIG}"
 require --workdir "${WORKDIR}"
 check_config "${CONFIG}"
+check_max_restarts "${MAX_RESTARTS}"
 if [[ -n "${GPUS}" && ! "${GPUS}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
   die "--gpus must be a comma-separated list of GPU indices, got '${GPUS}'"
 fi
@@ -67,5 +72,5 @@ ENV_VARS=(
 if [[ -n "${GPUS}" ]]; then
   ENV_VARS+=("CUDA_VISIBLE_DEVICES=${GPUS}")
 fi
-run env "${ENV_VARS[@]}" "${PYTHON}" -m jaxssl.train --config "${CONFIG}" \
+run_trainer env "${ENV_VARS[@]}" "${PYTHON}" -m jaxssl.train --config "${CONFIG}" \
   --workdir "${WORKDIR}" ${OVERRIDES[@]+"${OVERRIDES[@]}"}

@@ -17,9 +17,12 @@ Options:
   --devices N          split the CPU into N XLA devices (exercises the sharded code path)
   --install            first run `pip install -e .` in this checkout
   --python BIN         Python interpreter (default: python3)
+  --max-restarts N     re-run the trainer up to N times when it exits 75 (preempted,
+                       checkpoint saved; it resumes), default 3; 0 disables
   --dry-run            print every command without running it
   -h, --help           this help
-Any --config.FIELD=VALUE argument is passed to the trainer as an override.
+Any --config.FIELD=VALUE argument is passed to the trainer as an override. Exit statuses are
+the trainer's (jaxssl/exit_codes.py); 75 means preempted with a checkpoint saved.
 USAGE
 }
 
@@ -37,12 +40,14 @@ while [[ $# -gt 0 ]]; do
     --workdir=*) WORKDIR="${1#*=}"; shift ;;
     --devices) need_value "$1" $# "${2:-}"; DEVICES="$2"; shift 2 ;;
     --python) need_value "$1" $# "${2:-}"; PYTHON="$2"; shift 2 ;;
+    --max-restarts) need_value "$1" $# "${2:-}"; MAX_RESTARTS="$2"; shift 2 ;;
     *) die "unknown argument: $1" ;;
   esac
 done
 require --config "${CONFIG}"
 require --workdir "${WORKDIR}"
 check_config "${CONFIG}"
+check_max_restarts "${MAX_RESTARTS}"
 if [[ -n "${DEVICES}" && ! "${DEVICES}" =~ ^[1-9][0-9]*$ ]]; then
   die "--devices must be a positive integer, got '${DEVICES}'"
 fi
@@ -55,5 +60,5 @@ ENV_VARS=(JAX_PLATFORMS=cpu)
 if [[ -n "${DEVICES}" ]]; then
   ENV_VARS+=("XLA_FLAGS=$(trim "${XLA_FLAGS:-} --xla_force_host_platform_device_count=${DEVICES}")")
 fi
-run env "${ENV_VARS[@]}" "${PYTHON}" -m jaxssl.train --config "${CONFIG}" \
+run_trainer env "${ENV_VARS[@]}" "${PYTHON}" -m jaxssl.train --config "${CONFIG}" \
   --workdir "${WORKDIR}" ${OVERRIDES[@]+"${OVERRIDES[@]}"}

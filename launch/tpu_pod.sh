@@ -28,6 +28,9 @@ Options:
   --remote-dir DIR       code directory on the workers (default: jaxssl, under $HOME)
   --skip-install         do not reinstall (code is still copied)
   --detach               start training under nohup and return; log in ~/jaxssl-train.log
+                         (no re-run on exit 75 then)
+  --max-restarts N       re-run the training command on all workers up to N times when it
+                         exits 75 (preempted, checkpoint saved; it resumes), default 3
   --dry-run              print every command without running it (the TPU is not looked up,
                          so the create command is shown)
   -h, --help             this help
@@ -62,6 +65,7 @@ while [[ $# -gt 0 ]]; do
     --spot) SPOT=1; shift ;;
     --skip-install) SKIP_INSTALL=1; shift ;;
     --detach) DETACH=1; shift ;;
+    --max-restarts) need_value "$1" $# "${2:-}"; MAX_RESTARTS="$2"; shift 2 ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -70,6 +74,7 @@ require --workdir "${WORKDIR}"
 require --tpu "${TPU}"
 require --zone "${ZONE}"
 check_config "${CONFIG}"
+check_max_restarts "${MAX_RESTARTS}"
 if [[ "${CONFIG}" == /* ]]; then  # the workers see the checkout, so the path must be inside it
   [[ "${CONFIG}" == "${REPO_ROOT}/"* ]] || die "--config must be inside ${REPO_ROOT}: ${CONFIG}"
   CONFIG="${CONFIG#"${REPO_ROOT}/"}"
@@ -145,13 +150,16 @@ install it (see the Cloud Storage FUSE docs) or pass a local --workdir' >&2; exi
 mkdir -p ${MOUNT} && { mountpoint -q ${MOUNT} || gcsfuse --implicit-dirs ${BUCKET} ${MOUNT}; }"
 fi
 
-# 5. Train on every worker; the log stays in ~/jaxssl-train.log on each worker.
+# 5. Train on every worker; the log stays in ~/jaxssl-train.log on each worker. A run that exits
+#    75 (SIGTERM/SIGINT on the workers, e.g. a maintenance event: checkpoint saved) is started
+#    again on all workers and resumes; this relies on gcloud passing the workers' exit status on.
 TRAIN_CMD="$(quote_words python3 -m jaxssl.train --config "${CONFIG}" --workdir "${RUN_WORKDIR}" \
   ${OVERRIDES[@]+"${OVERRIDES[@]}"})"
 if [[ "${DETACH}" == 1 ]]; then
   on_all_workers "cd ${REMOTE_Q} && JAXSSL_DISTRIBUTED=auto nohup ${TRAIN_CMD} \
 > ~/jaxssl-train.log 2>&1 &"
 else
-  on_all_workers "set -o pipefail; cd ${REMOTE_Q} && JAXSSL_DISTRIBUTED=auto ${TRAIN_CMD} \
-2>&1 | tee ~/jaxssl-train.log"
+  run_trainer gcloud compute tpus tpu-vm ssh "${TPU}" --worker=all "${GCLOUD_FLAGS[@]}" \
+    --command "set -o pipefail; cd ${REMOTE_Q} && JAXSSL_DISTRIBUTED=auto ${TRAIN_CMD} \
+2>&1 | tee -a ~/jaxssl-train.log"
 fi

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 CONFIG = "configs/quickstart.py"
-STUBS = ("gcloud", "python", "python3", "pip", "tar", "gcsfuse")
+STUBS = ("gcloud", "python", "python3", "pip", "tar", "gcsfuse", "sbatch", "srun", "scontrol",
+         "mkdir")
 
 
 @pytest.fixture
@@ -32,13 +33,17 @@ def stub_path(tmp_path: Path) -> Path:
             f'{{ printf %q "$(basename "$0")"; printf " %q" "$@"; echo; }} >> {log}\n'
             f'echo "JAX_PLATFORMS=${{JAX_PLATFORMS:-}}" >> {env_log}\n'
             'if [[ " $* " == *" describe "* ]]; then exit 1; fi\n'
+            # srun stands for the trainers: it exits with $STUB_SRUN_RC (75: checkpoint-and-exit).
+            + ('exit "${STUB_SRUN_RC:-0}"\n' if name == "srun" else "")
         )
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return bin_dir
 
 
-def _run(script: str, args: list[str], stub_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{stub_dir}:{os.environ['PATH']}", "TMPDIR": str(stub_dir)}
+def _run(script: str, args: list[str], stub_dir: Path, **extra_env: str
+         ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{stub_dir}:{os.environ['PATH']}", "TMPDIR": str(stub_dir),
+           **extra_env}
     env.pop("XLA_FLAGS", None)
     return subprocess.run(["bash", str(LAUNCH / script), *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=60)
@@ -156,6 +161,14 @@ def test_local_dry_run_and_real_run(stub_path):
      "--devices must be a positive integer"),
     ("gpu.sh", ["--config", CONFIG, "--workdir", "/w", "--bogus"], "unknown argument: --bogus"),
     ("gpu.sh", ["--config"], "--config needs a value"),
+    ("slurm.sh", ["--config", CONFIG, "--workdir", "runs/x"],
+     "--workdir must be an absolute path on storage every node sees"),
+    ("slurm.sh", ["--config", CONFIG, "--workdir", "/tmp/x"], "--workdir /tmp/x is node-local"),
+    ("slurm.sh", ["--config", CONFIG, "--workdir", "/shared/x", "--per", "socket"],
+     "--per must be 'gpu' or 'node', got 'socket'"),
+    ("slurm.sh", ["--config", CONFIG, "--workdir", "/shared/x", "--nodes", "0"],
+     "--nodes must be a positive integer, got '0'"),
+    ("slurm_job.sh", ["--max-restarts", "3"], "no trainer command after --"),
 ])
 def test_bad_arguments_fail_clearly(stub_path, script, args, message):
     res = _run(script, [*args, "--dry-run"], stub_path)
@@ -164,10 +177,92 @@ def test_bad_arguments_fail_clearly(stub_path, script, args, message):
     assert _calls(stub_path) == []
 
 
-@pytest.mark.parametrize("script", ["local.sh", "gpu.sh", "tpu_pod.sh"])
+@pytest.mark.parametrize("script", ["local.sh", "gpu.sh", "tpu_pod.sh", "slurm.sh",
+                                    "slurm_job.sh"])
 def test_help(stub_path, script):
     res = _run(script, ["--help"], stub_path)
     assert res.returncode == 0
     assert res.stdout.startswith(f"Usage: launch/{script}") and "--dry-run" in res.stdout
     text = (LAUNCH / script).read_text()
     assert "set -euo pipefail" in text
+
+
+SLURM_ARGS = ["--config", CONFIG, "--workdir", "/shared/runs/exp 1", "--nodes", "4",
+              "--partition", "gpu", "--account", "proj-x", "--time", "12:00:00",
+              "--python", "/shared/venv/bin/python", "--sbatch-arg=--exclusive",
+              "--config.train.batch_size=1024"]
+
+
+def _opt(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_slurm_dry_run_prints_sbatch_and_what_the_job_runs(stub_path):
+    res = _run("slurm.sh", [*SLURM_ARGS, "--dry-run"], stub_path)
+    assert res.returncode == 0, res.stderr
+    assert _calls(stub_path) == []
+    mkdir, sbatch, srun, requeue = _commands(res.stdout)
+    assert mkdir == ["mkdir", "-p", "/shared/runs/exp 1"]
+    # One process per GPU on 4 nodes, SIGTERM 300 s before the limit, requeueable, log in workdir.
+    assert sbatch[0] == "sbatch" and _opt(sbatch, "--nodes") == "4"
+    assert _opt(sbatch, "--ntasks-per-node") == "8" and _opt(sbatch, "--gpus-per-node") == "8"
+    assert "--signal=TERM@300" in sbatch and "--requeue" in sbatch and "--exclusive" in sbatch
+    assert _opt(sbatch, "--output") == "/shared/runs/exp 1/slurm-%j.out"
+    assert _opt(sbatch, "--chdir") == str(ROOT) and _opt(sbatch, "--partition") == "gpu"
+    assert _opt(sbatch, "--account") == "proj-x" and _opt(sbatch, "--time") == "12:00:00"
+    job = sbatch[sbatch.index("launch/slurm_job.sh"):]
+    trainer = ["/shared/venv/bin/python", "-m", "jaxssl.train", "--config", CONFIG, "--workdir",
+               "/shared/runs/exp 1", "--config.train.batch_size=1024"]
+    assert job[job.index("--") + 1:] == trainer
+    assert "--dry-run" not in _opt(job, "--resubmit")
+    # In the job: srun runs the trainer on every task with jax.distributed's SLURM detection.
+    assert srun[:4] == ["srun", "--kill-on-bad-exit=0", "--cpus-per-task", "8"]
+    env = dict(a.split("=", 1) for a in srun[srun.index("env") + 1:srun.index(trainer[0])])
+    assert env["JAXSSL_DISTRIBUTED"] == "auto" and "JAX_LOCAL_DEVICE_IDS" not in env
+    assert env["XLA_FLAGS"] == "--xla_gpu_enable_latency_hiding_scheduler=true"
+    assert srun[srun.index(trainer[0]):] == trainer
+    assert requeue == ["scontrol", "requeue", "JOB_ID"]
+
+
+def test_slurm_one_process_per_node_sees_all_its_gpus(stub_path):
+    res = _run("slurm.sh", ["--config", CONFIG, "--workdir", "/shared/w", "--per", "node",
+                            "--gpus-per-node", "4", "--coordinator-port", "12345", "--dry-run"],
+               stub_path)
+    assert res.returncode == 0, res.stderr
+    _, sbatch, srun, _ = _commands(res.stdout)
+    assert _opt(sbatch, "--ntasks-per-node") == "1" and _opt(sbatch, "--gpus-per-node") == "4"
+    assert _opt(sbatch, "--cpus-per-task") == "32"
+    # JAX would otherwise restrict the one process of a node to GPU $SLURM_LOCALID = 0.
+    assert "JAX_LOCAL_DEVICE_IDS=0,1,2,3" in srun and "JAX_COORDINATOR_PORT=12345" in srun
+
+
+def test_slurm_real_run_submits_exactly_the_printed_commands(stub_path):
+    res = _run("slurm.sh", SLURM_ARGS, stub_path)
+    assert res.returncode == 0, res.stderr
+    assert _calls(stub_path) == _commands(res.stdout)
+    assert [c[0] for c in _calls(stub_path)] == ["mkdir", "sbatch"]
+
+
+@pytest.mark.parametrize("srun_rc,restarts,requeued,job_rc", [
+    (75, "0", True, 0),     # checkpoint-and-exit: requeue, the job ends cleanly
+    (75, "2", True, 0),
+    (75, "3", False, 75),   # --max-restarts 3 reached: stop, keep the status
+    (1, "0", False, 1),     # a crash is not requeued
+    (0, "0", False, 0),     # finished
+])
+def test_slurm_job_requeues_only_after_a_checkpoint_exit(stub_path, srun_rc, restarts, requeued,
+                                                         job_rc):
+    args = ["--max-restarts", "3", "--cpus-per-task", "8", "--env", "JAXSSL_DISTRIBUTED=auto",
+            "--resubmit", "launch/slurm.sh --config c.py --workdir /shared/w", "--",
+            "python3", "-m", "jaxssl.train", "--config", CONFIG, "--workdir", "/shared/w"]
+    res = _run("slurm_job.sh", args, stub_path, STUB_SRUN_RC=str(srun_rc), SLURM_JOB_ID="4242",
+               SLURM_RESTART_COUNT=restarts)
+    assert res.returncode == job_rc, res.stderr
+    calls = _calls(stub_path)
+    assert calls[0] == ["srun", "--kill-on-bad-exit=0", "--cpus-per-task", "8", "env",
+                        "JAXSSL_DISTRIBUTED=auto", "python3", "-m", "jaxssl.train", "--config",
+                        CONFIG, "--workdir", "/shared/w"]
+    assert calls[1:] == ([["scontrol", "requeue", "4242"]] if requeued else [])
+    assert calls == _commands(res.stdout)
+    if srun_rc == 75 and not requeued:
+        assert "run again: launch/slurm.sh --config c.py --workdir /shared/w" in res.stderr

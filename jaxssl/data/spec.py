@@ -13,8 +13,10 @@ split with imbalance ratio RHO (the test split stays balanced).
 Splits are ``"train"`` and ``"test"``. Folder: ``train`` is ``root/train`` and ``test`` is the
 first of ``root/val``, ``root/validation``, ``root/test`` that exists; when ``root/train`` does not
 exist the root itself serves both splits. npz: a ``{split}`` in the path is replaced by the split
-name (``npz:/d/cifar_{split}.npz``); otherwise the one file serves both splits. TFDS: the split name
-is passed through (``test`` falls back to ``validation`` when there is no test split).
+name (``npz:/d/cifar_{split}.npz``); otherwise the one file serves both splits. npz label values
+are remapped to contiguous class ids shared by both split files (``NpzSource.class_values``).
+TFDS: the split name is passed through (``test`` falls back to ``validation`` when there is no
+test split).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from jaxssl.data.long_tail import LongTailSource
 from jaxssl.data.sources.folder import ImageFolderSource
 from jaxssl.data.sources.idx import IdxSource
-from jaxssl.data.sources.npz import NpzSource
+from jaxssl.data.sources.npz import NpzSource, split_label_values
 
 SPEC_FORMS = (
     "fashion_mnist",
@@ -134,7 +136,9 @@ def make_source(
             folder_split_root(parsed.target, split), skip_corrupt=skip_corrupt
         )
     else:
-        source = NpzSource(parsed.target.replace("{split}", split))
+        # Train and test files share one class table (label value -> contiguous id).
+        source = NpzSource(parsed.target.replace("{split}", split),
+                           label_values=split_label_values(parsed.target))
     if parsed.rho is not None and split == "train":
         source = LongTailSource(source, parsed.rho, seed=seed)
     return source

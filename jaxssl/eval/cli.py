@@ -154,13 +154,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     from jaxssl.eval.report import to_jsonable, write_report
     from jaxssl.eval.restore import load_pretrained
+    from jaxssl.output_paths import PathError, check_output_file
 
     protocols = parse_protocols(args.protocols)
     for name, value in (("--train-limit", args.train_limit), ("--test-limit", args.test_limit)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0 (0 = whole split); got {value}")
+    if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+        raise PathError(f"--workdir {args.workdir} is a file, not a training workdir (a "
+                        "directory with checkpoints/).")
     t0 = time.perf_counter()
     pre = load_pretrained(args.workdir, which=args.which, step=args.step)
+    # Where the results go is checked before minutes of feature extraction.
+    check_output_file(args.out or os.path.join(pre.workdir, "report_eval.json"),
+                      what="--out" if args.out else "the report",
+                      hint="" if args.out else "Choose another path with --out.")
+    if args.save_features:
+        check_output_file(args.save_features, what="--save-features")
     cfg = pre.config
     if args.data_dir is not None:
         cfg.data.data_dir = args.data_dir
@@ -215,19 +225,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parses ``argv`` (default ``sys.argv[1:]``), evaluates, prints a table.
 
-    Returns the exit status: 0 on success, 2 for a bad argument, missing workdir / checkpoint
-    or empty dataset (the message goes to stderr).
+    Returns the exit status: 0 on success, 2 for a bad argument, a missing workdir / checkpoint,
+    an unusable path or input file, or an empty dataset; 1 for another I/O error. The message
+    goes to stderr, one line.
     """
     from absl import logging
+
+    from jaxssl.cli_errors import USAGE_ERROR, error_line
+    from jaxssl.output_paths import PathError
 
     args = build_parser().parse_args(argv)
     # Orbax logs every restore at INFO/WARNING through absl; the table says what matters.
     logging.set_verbosity(logging.ERROR)
     try:
         report = run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, PathError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError) as err:
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as err:  # e.g. a full disk while writing the report
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        return 1
     print(f"{report['method']} ({report['which']}, step {report['step']}) on "
           f"{report['dataset']}: {report['num_train']} train / {report['num_test']} test "
           f"images, D = {report['feature_dim']}")

@@ -8,7 +8,6 @@ and test features and returns one JSON-ready section per protocol (METHODS.md se
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -228,11 +227,13 @@ def load_features(path: str, feature_dim: int) -> dict[str, SplitFeatures]:
     ...
     ValueError: ...f.npz: test_features has shape (2, 3) but the model's features are [N, 4]...
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"features file {path} does not exist; write one with "
-                                "--save-features")
+    from jaxssl.data.sources.npz import open_npz
+
     out = {}
-    with np.load(path) as data:
+    # open_npz names the file when it is missing or not an .npz archive.
+    with open_npz(path, what="features file",
+                  hint="the <split>_features / _labels arrays that --save-features writes"
+                  ) as data:
         for split in ("train", "test"):
             if f"{split}_features" not in data.files:
                 continue

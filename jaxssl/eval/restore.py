@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from jaxssl.methods.base import Method
+from jaxssl.train.checkpoint import check_state_shapes, shapes_by_name  # noqa: F401 (re-export)
 
 WHICH = ("teacher", "student")
 _HOW_TO_TRAIN = ("Produce one with `python -m jaxssl.train --config configs/quickstart.py "
@@ -42,43 +43,6 @@ class Pretrained:
         out = jax.eval_shape(lambda x: self.method.embed(self.params, self.batch_stats, x),
                              images)
         return int(out.shape[-1])
-
-
-def _key_name(entry: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
-def _shapes_by_name(tree: Any) -> dict[str, tuple[int, ...]]:
-    """{"params.backbone.x.kernel": shape} for every array leaf, whatever the container types."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if hasattr(leaf, "shape"):
-            out[".".join(_key_name(e) for e in path)] = tuple(leaf.shape)
-    return out
-
-
-def check_state_shapes(saved: dict[str, tuple[int, ...]], expected: Any, where: str) -> None:
-    """Raises ValueError naming both shapes when the model built from the config disagrees with
-    the checkpoint (a changed head width, backbone or prototype count).
-
-    >>> import jax.numpy as jnp
-    >>> check_state_shapes({"w": (2, 3)}, {"w": jnp.zeros((2, 4))}, "ckpt")
-    Traceback (most recent call last):
-    ...
-    ValueError: ckpt does not match the model ...: w: checkpoint (2, 3) vs model (2, 4)
-    """
-    want = _shapes_by_name(expected)
-    problems = [f"{name}: checkpoint {saved[name]} vs model {shape}"
-                for name, shape in want.items() if name in saved and saved[name] != shape]
-    problems += [f"{name}: missing from the checkpoint (model {shape})"
-                 for name, shape in want.items() if name not in saved]
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"{where} does not match the model built from its config: "
-                         f"{'; '.join(problems[:3])}{more}")
 
 
 def _checkpoint_dir(workdir: str) -> str:
@@ -108,16 +72,16 @@ def load_pretrained(
 
     Raises:
       FileNotFoundError: no workdir, no checkpoint, or no checkpoint at ``step``.
-      ValueError: an unknown ``which``, or a model whose shapes differ from the checkpoint's
-        (the message names both shapes).
+      ValueError: an unknown ``which``, a model whose shapes differ from the checkpoint's (the
+        message names both shapes), or an unreadable checkpoint
+        (:class:`~jaxssl.train.checkpoint.CorruptCheckpointError`, naming it and the other
+        steps to pass as ``step``).
 
     >>> load_pretrained("/nonexistent/run")
     Traceback (most recent call last):
     ...
     FileNotFoundError: workdir /nonexistent/run does not exist. Produce one with ...
     """
-    import orbax.checkpoint as ocp
-
     from jaxssl.methods.registry import build_method
     from jaxssl.train import mesh as mesh_lib
     from jaxssl.train.checkpoint import Checkpointer, abstract_like
@@ -138,19 +102,24 @@ def load_pretrained(
         elif step not in steps:
             raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; "
                                     f"available steps: {steps}")
-        if config is None:
-            config = ckpt.restore_config(step)
+        try:
+            if config is None:
+                config = ckpt.restore_config(step)
+            saved = ckpt.saved_shapes(step)
+        except Exception as e:  # orbax / tensorstore read errors have no common base class
+            raise ckpt.unreadable(step, e) from e
         method = build_method(config)
         tx = make_optimizer(config.optim)
         abstract = jax.eval_shape(
             lambda k: create_train_state(method, config, tx, k, int(config.train.num_steps)),
             jax.random.key(0))
         # Compare shapes before restoring: orbax's own mismatch errors do not name the field.
-        saved = ocp.StandardCheckpointer().metadata(os.path.join(ckpt.path(step), "state"))
-        check_state_shapes(_shapes_by_name(saved.item_metadata.tree), abstract,
-                           f"checkpoint {ckpt.path(step)}")
+        check_state_shapes(saved, abstract, f"checkpoint {ckpt.path(step)}")
         replicated = mesh_lib.replicated(mesh_lib.make_data_mesh())
-        state = ckpt.restore(abstract_like(abstract, replicated), step=step)
+        try:
+            state = ckpt.restore(abstract_like(abstract, replicated), step=step)
+        except Exception as e:
+            raise ckpt.unreadable(step, e) from e
     finally:
         ckpt.close()
     if which == "teacher":

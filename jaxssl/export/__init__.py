@@ -88,21 +88,34 @@ def backbone_from_state(state: Mapping[str, Any], config: Any, which: str = "tea
     )
 
 
+def _require_checkpoints(workdir: str) -> None:
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"export: no checkpoints directory in workdir {workdir!r}")
+
+
 def load_backbone(workdir: str, which: str = "teacher", step: int | None = None) -> Backbone:
     """Reads the ``which`` backbone of the checkpoint at ``step`` (default newest) in ``workdir``.
 
-    Raises FileNotFoundError when ``workdir`` has no checkpoint.
+    Raises FileNotFoundError when ``workdir`` has no checkpoint, and
+    :class:`~jaxssl.train.checkpoint.CorruptCheckpointError` (a ValueError naming the checkpoint
+    and the other steps to pass as ``--step``) when it cannot be read.
     """
     from jaxssl.train.checkpoint import Checkpointer
 
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise FileNotFoundError(f"export: no checkpoints directory in workdir {workdir!r}")
+    _require_checkpoints(workdir)
     ckpt = Checkpointer(workdir)
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"export: no finished checkpoint in {ckpt.directory}")
-        state = ckpt.restore_raw(step)
-        config = ckpt.restore_config(step)
+        step = ckpt.latest_step() if step is None else step
+        if step not in ckpt.all_steps():
+            raise FileNotFoundError(f"export: no checkpoint for step {step} in {ckpt.directory};"
+                                    f" available steps: {ckpt.all_steps()}")
+        try:
+            state = ckpt.restore_raw(step)
+            config = ckpt.restore_config(step)
+        except Exception as e:  # orbax / tensorstore read errors have no common base class
+            raise ckpt.unreadable(step, e) from e
     finally:
         ckpt.close()
     return backbone_from_state(state, config, which)
@@ -159,19 +172,28 @@ def export(workdir: str, fmt: str, which: str = "teacher", out: str | None = Non
         raise ValueError(f"export: format must be one of {FORMATS}, got {fmt!r}")
     if which not in WHICH:
         raise ValueError(f"export: which must be one of {WHICH}, got {which!r}")
+    from jaxssl.output_paths import atomic_write, check_output_file
+
+    _require_checkpoints(workdir)
+    # A directory, read-only or uncreatable destination fails before the checkpoint is read.
+    chosen = out is not None
+    out = out if chosen else default_out_path(workdir, fmt, which)
+    check_output_file(out, what="--out" if chosen else "the export file",
+                      hint="" if chosen else "Choose another path with --out.")
     backbone = load_backbone(workdir, which, step)
     if fmt == "torch":
         backbone_family(backbone.name)  # unsupported names fail before torch is imported
         torch = _import_torch()
         payload = torch_tensors(backbone)
-    out = out or default_out_path(workdir, fmt, which)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    if fmt == "msgpack":
-        with open(out, "wb") as f:
-            f.write(msgpack_bytes(backbone))
+
+        def write(tmp: str) -> None:
+            torch.save(payload, tmp)
     else:
-        torch.save(payload, out)
-    return out
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(msgpack_bytes(backbone))
+    # Temporary file + rename: an existing export is replaced only by a complete one.
+    return atomic_write(out, write)
 
 
 __all__ = [

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxssl.cli_errors import USAGE_ERROR, error_line
 from jaxssl.export import FORMATS, WHICH, export
+from jaxssl.output_paths import PathError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the export; returns the process exit status (2 on a user error)."""
+    """Runs the export; returns the process exit status: 2 on a user error (a bad argument,
+    workdir or ``--out``, a missing optional dependency), 1 on another I/O error; the message is
+    one line on stderr."""
     args = build_parser().parse_args(argv)
     try:
         path = export(args.workdir, args.fmt, args.which, args.out, args.step)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, ImportError, PathError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError, PermissionError) as e:
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as e:  # e.g. a full disk: the previous export, if any, is left intact
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        return 1
     print(path)
     return 0
 

@@ -1,4 +1,4 @@
-"""ExCB: explicit cluster balancing (Maniadis Metaxas et al., 2024; shared/METHODS.md section 3).
+"""ExCB: explicit cluster balancing (Maniadis Metaxas et al., 2024).
 
 The teacher's cosine similarities to the K centroids are re-weighted by the balancing operator
 B(z; s) (paper Eq. 10) using an exponential moving average of hard cluster sizes (Eqs. 8-9), and
@@ -147,65 +147,15 @@ def update_cluster_sizes(
     return momentum * sizes + (1.0 - momentum) * fractions
 
 
-def excb_loss(
-    direct_sims: jax.Array,
-    predictor_sims: jax.Array,
-    teacher_sims: jax.Array,
-    cluster_sizes: jax.Array,
-    *,
-    student_temp: float = 0.1,
-    teacher_temp: float = 0.04,
-    boost: float = 1.01,
-    momentum: float = 0.999,
-    empty_threshold: float = 0.01,
-    axis_name: str | None = None,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """ExCB cross-entropy between balanced teacher targets and student predictions (paper Eq. 7).
+PAIRINGS = ("paper", "released")
 
-    Teacher targets q_t = softmax(B(z_t; s) / teacher_temp) (Eqs. 4, 6) for the G global views,
-    under stop-gradient; student predictions p = softmax(z / student_temp) (Eq. 5). Each teacher
-    view t is paired with (a) the direct projection of every OTHER global view and (b) the
-    predictor output of EVERY view (globals first, then locals): G (G - 1) + G V pairs, 18 for
-    G = 2, V = 8. The loss is the mean of H(q, p) over those pairs and the (global) batch
-    (shared/METHODS.md section 3; local direct projections are not in the loss).
 
-    Centroid stop-gradients are the model's job; see the module docstring.
-
-    Args:
-      direct_sims: ``[G, B, K]`` student cosine similarities of the global views' projections.
-      predictor_sims: ``[V, B, K]`` student similarities of the predictor outputs of all V >= G
-        views, globals first.
-      teacher_sims: ``[G, B, K]`` teacher similarities of the global views (stop-gradient).
-      cluster_sizes: ``[K]`` EMA cluster sizes before this step (stop-gradient).
-      student_temp, teacher_temp: softmax temperatures (> 0; may be traced schedules).
-      boost: arg-max boost of :func:`balance_similarities` (>= 1).
-      momentum: EMA momentum of :func:`update_cluster_sizes`, in [0, 1].
-      empty_threshold: a cluster counts as empty in ``aux["empty_fraction"]`` when its updated
-        relative size K c_k / sum_j c_j is below this. With m = 0.999 a cluster of fair size
-        falls below 0.01 only after about 4,600 steps without a single assignment; a per-batch
-        count would be useless because a batch holds far fewer rows than K.
-      axis_name: mapped batch axis (inside ``jax.shard_map``); every mean and count is global.
-
-    Returns:
-      ``(loss, aux)``: the float32 scalar loss and a dict of float32 values:
-      ``cluster_sizes`` (``[K]``, updated with the arg-max of the balanced, boosted teacher
-      similarities, i.e. the arg-max of q), ``direct_ce`` and ``predictor_ce`` (mean H over each
-      group of pairs; ``direct_ce`` is 0 when G = 1), ``teacher_confidence`` (mean max q, Eq. 11),
-      ``min_relative_size`` / ``max_relative_size`` / ``empty_fraction`` (of the UPDATED sizes),
-      ``label_change_fraction`` (teacher rows whose arg-max the balancing changed) and, when
-      G >= 2, ``view_agreement`` (teacher arg-max agreement over ordered pairs of distinct
-      global views, Eq. 12 normalised to [0, 1]).
-
-    >>> import jax, jax.numpy as jnp
-    >>> k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    >>> direct = jnp.tanh(jax.random.normal(k1, (2, 4, 8)))
-    >>> pred = jnp.tanh(jax.random.normal(k2, (3, 4, 8)))
-    >>> teacher = jnp.tanh(jax.random.normal(k3, (2, 4, 8)))
-    >>> loss, aux = excb_loss(direct, pred, teacher, jnp.full((8,), 1 / 8))
-    >>> print(loss.dtype, aux["cluster_sizes"].shape, round(float(aux["cluster_sizes"].sum()), 4))
-    float32 (8,) 1.0
-    """
-    _checks.require_rank("direct_sims", direct_sims, 3, "[G, B, K]")
+def _check_loss_inputs(direct_sims, predictor_sims, teacher_sims, cluster_sizes, pairing: str
+                       ) -> None:
+    """Trace-time checks of :func:`excb_loss`: ranks, shared B and K, and the view counts."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}.")
+    _checks.require_rank("direct_sims", direct_sims, 3, "[V, B, K]")
     _checks.require_rank("predictor_sims", predictor_sims, 3, "[V, B, K]")
     _checks.require_rank("teacher_sims", teacher_sims, 3, "[G, B, K]")
     _checks.require_rank("cluster_sizes", cluster_sizes, 1, "[K]")
@@ -216,27 +166,141 @@ def excb_loss(
         names + ("cluster_sizes",), arrays + (cluster_sizes,), (2, 2, 2, 0),
         "The number of clusters K",
     )
-    _checks.require_same_dims(
-        ("direct_sims", "teacher_sims"), (direct_sims, teacher_sims), (0, 0),
-        "The number of global views G (axis 0)",
-    )
     num_global = jnp.shape(teacher_sims)[0]
     _checks.require_min_views("teacher_sims", teacher_sims, 1)
     _checks.require_min_views("predictor_sims", predictor_sims, num_global)
+    num_views, num_direct = jnp.shape(predictor_sims)[0], jnp.shape(direct_sims)[0]
+    shapes = (f"direct_sims.shape={tuple(jnp.shape(direct_sims))}, "
+              f"predictor_sims.shape={tuple(jnp.shape(predictor_sims))}")
+    if pairing == "paper" and num_direct != num_views:
+        raise ValueError(
+            f"excb_loss(pairing='paper') needs direct_sims for all V = {num_views} views of "
+            f"predictor_sims (globals first), got {shapes}; pass the local views' direct "
+            "projections or use pairing='released'."
+        )
+    if pairing == "paper" and num_views < 2:
+        raise ValueError(
+            "excb_loss(pairing='paper') needs at least 2 views (a teacher view is never paired "
+            f"with its own direct projection), got {shapes}."
+        )
+    if pairing == "released" and num_direct not in (num_global, num_views):
+        raise ValueError(
+            f"excb_loss(pairing='released') needs direct_sims for the G = {num_global} global "
+            f"views or for all V = {num_views} views (globals first), got {shapes} and "
+            f"teacher_sims.shape={tuple(jnp.shape(teacher_sims))}."
+        )
+
+
+def excb_loss(
+    direct_sims: jax.Array,
+    predictor_sims: jax.Array,
+    teacher_sims: jax.Array,
+    cluster_sizes: jax.Array,
+    *,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+    boost: float = 1.01,
+    momentum: float = 0.999,
+    pairing: str = "paper",
+    empty_threshold: float = 0.01,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """ExCB cross-entropy between balanced teacher targets and student predictions (paper Eq. 7).
+
+    Teacher targets q_t = softmax(B(z_t; s) / teacher_temp) (Eqs. 4, 6) for the G global views,
+    under stop-gradient; student predictions p_h[v] = softmax(z_h[v] / student_temp) of the
+    direct projections and p_g[v] = softmax(z_g[v] / student_temp) of the predictor outputs
+    (Eq. 5), for the V views (globals first, so student view t < G is teacher view t's crop).
+    With H(q, p) = -sum_k q_k log p_k averaged over the (global) batch, ``pairing`` selects:
+
+    - ``"paper"`` (default; the paper's Algorithm 1, its missing minus sign read as a
+      cross-entropy): every view's direct projection except the teacher's own crop, and every
+      view's predictor output, the two families weighted 1/2 each and summed over teacher views::
+
+          L = sum_{t < G} [ 0.5 / (V - 1) * sum_{v != t} H(q_t, p_h[v])
+                          + 0.5 / V       * sum_{v}      H(q_t, p_g[v]) ]
+
+      It needs ``direct_sims`` for all V views (the local ones included) and V >= 2.
+    - ``"released"`` (the released code): only the OTHER global views' direct projections and
+      every predictor output, G (G - 1) + G V pairs (18 for G = 2, V = 8), equal weights::
+
+          L = [ sum_{t < G} sum_{v < G, v != t} H(q_t, p_h[v])
+              + sum_{t < G} sum_{v} H(q_t, p_g[v]) ] / (G (G - 1) + G V)
+
+      ``direct_sims`` may hold only the G global views; local rows, if given, are unused.
+
+    So ``"paper"`` = G (0.5 ``direct_ce`` + 0.5 ``predictor_ce``) with ``direct_ce`` over
+    G (V - 1) pairs, while ``"released"`` gives the predictor terms G V / (G (G - 1) + G V) of
+    the weight (16/18 for G = 2, V = 8).
+
+    Centroid stop-gradients are the model's job (the local views' direct projections must use
+    constant centroids); see the module docstring.
+
+    Args:
+      direct_sims: ``[V, B, K]`` student cosine similarities of the direct projections of all
+        views, globals first (``pairing="released"`` also accepts ``[G, B, K]``).
+      predictor_sims: ``[V, B, K]`` student similarities of the predictor outputs of all V >= G
+        views, globals first.
+      teacher_sims: ``[G, B, K]`` teacher similarities of the global views (stop-gradient).
+      cluster_sizes: ``[K]`` EMA cluster sizes before this step (stop-gradient).
+      student_temp, teacher_temp: softmax temperatures (> 0; may be traced schedules).
+      boost: arg-max boost of :func:`balance_similarities` (>= 1).
+      momentum: EMA momentum of :func:`update_cluster_sizes`, in [0, 1].
+      pairing: ``"paper"`` or ``"released"``, the pairs and weights above.
+      empty_threshold: a cluster counts as empty in ``aux["empty_fraction"]`` when its updated
+        relative size K c_k / sum_j c_j is below this. With m = 0.999 a cluster of fair size
+        falls below 0.01 only after about 4,600 steps without a single assignment; a per-batch
+        count would be useless because a batch holds far fewer rows than K.
+      axis_name: mapped batch axis (inside ``jax.shard_map``); every mean and count is global.
+
+    Returns:
+      ``(loss, aux)``: the float32 scalar loss and a dict of float32 values:
+      ``cluster_sizes`` (``[K]``, updated with the arg-max of the balanced, boosted teacher
+      similarities, i.e. the arg-max of q), ``direct_ce`` and ``predictor_ce`` (mean H over each
+      family's pairs under ``pairing``; ``direct_ce`` is 0 when it has none),
+      ``teacher_confidence`` (mean max q, Eq. 11), ``min_relative_size`` /
+      ``max_relative_size`` / ``empty_fraction`` (of the UPDATED sizes),
+      ``label_change_fraction`` (teacher rows whose arg-max the balancing changed) and, when
+      G >= 2, ``view_agreement`` (teacher arg-max agreement over ordered pairs of distinct
+      global views, Eq. 12 normalised to [0, 1]).
+
+    Raises:
+      ValueError: for mismatched shapes, e.g. a ``[G, B, K]`` ``direct_sims`` with
+        ``pairing="paper"`` and V > G (the message names both shapes).
+
+    With uniform student predictions every H is log K, so ``"paper"`` gives G log K (summed over
+    teacher views) and ``"released"`` log K (a mean over pairs):
+
+    >>> import jax, jax.numpy as jnp
+    >>> teacher = jnp.tanh(jax.random.normal(jax.random.key(0), (2, 4, 8)))  # G = 2, K = 8
+    >>> student = jnp.zeros((3, 4, 8))  # V = 3 views: 2 globals, 1 local
+    >>> sizes = jnp.full((8,), 1 / 8)
+    >>> paper, aux = excb_loss(student, student, teacher, sizes)
+    >>> released, _ = excb_loss(student[:2], student, teacher, sizes, pairing="released")
+    >>> print(round(float(paper), 4), round(2 * float(jnp.log(8.0)), 4), round(float(released), 4))
+    4.1589 4.1589 2.0794
+    >>> print(aux["cluster_sizes"].shape, round(float(aux["cluster_sizes"].sum()), 4))
+    (8,) 1.0
+    """
+    _check_loss_inputs(direct_sims, predictor_sims, teacher_sims, cluster_sizes, pairing)
     _check_static(_checks.require_positive, "student_temp", student_temp)
     _check_static(_checks.require_positive, "teacher_temp", teacher_temp)
     _check_static(_checks.require_in_range, "boost", boost, 1.0, float("inf"))
     _check_static(_checks.require_in_range, "momentum", momentum, 0.0, 1.0)
 
+    num_global = jnp.shape(teacher_sims)[0]
     num_views, batch, num_clusters = jnp.shape(predictor_sims)
     teacher = jax.lax.stop_gradient(jnp.asarray(teacher_sims, jnp.float32))
     sizes = jax.lax.stop_gradient(jnp.asarray(cluster_sizes, jnp.float32))
+    # The released pairing uses the global views' direct projections only; drop local rows
+    # before the softmax so none is computed for nothing (and no gradient reaches them).
+    direct = direct_sims if pairing == "paper" else direct_sims[:num_global]
 
     # Eqs. 4 and 6: balanced, sharpened teacher targets.
     balanced = balance_similarities(teacher, sizes, boost=boost)
     q = jax.nn.softmax(balanced / teacher_temp, axis=-1)
     # Eq. 5: student predictions of the direct projections and of the predictor outputs.
-    log_p_direct = jax.nn.log_softmax(jnp.asarray(direct_sims, jnp.float32) / student_temp, -1)
+    log_p_direct = jax.nn.log_softmax(jnp.asarray(direct, jnp.float32) / student_temp, -1)
     log_p_pred = jax.nn.log_softmax(jnp.asarray(predictor_sims, jnp.float32) / student_temp, -1)
 
     # H(q_t, p_s) summed over the local batch for every (teacher view, student view) pair, as one
@@ -249,13 +313,22 @@ def excb_loss(
     ce_pred = _global_sum(ce_pred, axis_name)
     global_batch = _global_sum(jnp.float32(batch), axis_name)
 
-    # Eq. 7, first sum: a teacher view is never paired with its own direct projection.
-    other_view = ~jnp.eye(num_global, dtype=bool)
-    direct_sum = jnp.sum(jnp.where(other_view, ce_direct, 0.0))
+    # Eq. 7 / Algorithm 1: a teacher view is never paired with its own crop's direct projection
+    # (student view t is teacher view t's crop).
+    num_direct_views = jnp.shape(direct)[0]
+    not_own_crop = jnp.arange(num_global)[:, None] != jnp.arange(num_direct_views)[None, :]
+    direct_sum = jnp.sum(jnp.where(not_own_crop, ce_direct, 0.0))
     pred_sum = jnp.sum(ce_pred)
-    num_direct = num_global * (num_global - 1)
+    num_direct = num_global * (num_direct_views - 1)
     num_pred = num_global * num_views
-    loss = (direct_sum + pred_sum) / ((num_direct + num_pred) * global_batch)
+    direct_ce = direct_sum / (max(num_direct, 1) * global_batch)
+    predictor_ce = pred_sum / (num_pred * global_batch)
+    if pairing == "paper":
+        # Algorithm 1: loss = 0.5 loss_h / (G + L - 1) + 0.5 loss_g / (G + L), where loss_h and
+        # loss_g are sums over the G teacher views of batch-mean cross-entropies.
+        loss = num_global * (0.5 * direct_ce + 0.5 * predictor_ce)
+    else:
+        loss = (direct_sum + pred_sum) / ((num_direct + num_pred) * global_batch)
 
     # Eqs. 8-9 with the arg-max of q (= of the balanced, boosted similarities).
     labels = jnp.argmax(balanced, axis=-1)
@@ -267,8 +340,8 @@ def excb_loss(
     raw_labels = jnp.argmax(teacher, axis=-1)
     aux = {
         "cluster_sizes": new_sizes,
-        "direct_ce": direct_sum / (max(num_direct, 1) * global_batch),
-        "predictor_ce": pred_sum / (num_pred * global_batch),
+        "direct_ce": direct_ce,
+        "predictor_ce": predictor_ce,
         # Eq. 11.
         "teacher_confidence": _global_sum(jnp.sum(jnp.max(q, axis=-1)), axis_name) / teacher_rows,
         "min_relative_size": jnp.min(relative),
@@ -280,8 +353,9 @@ def excb_loss(
     }
     if num_global >= 2:
         # Eq. 12 over ordered pairs of distinct global views, as a fraction.
+        other_view = ~jnp.eye(num_global, dtype=bool)
         same = (labels[:, None, :] == labels[None, :, :]) & other_view[:, :, None]
         aux["view_agreement"] = _global_sum(jnp.sum(same.astype(jnp.float32)), axis_name) / (
-            num_direct * global_batch
+            num_global * (num_global - 1) * global_batch
         )
     return loss, aux

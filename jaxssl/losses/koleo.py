@@ -32,6 +32,9 @@ from jaxssl.losses import _checks
 _NUM_CANDIDATES = 8
 # Pairs checked at once on the host by count_unique_prototypes (bounds its host memory).
 _PAIRS_PER_BATCH = 1 << 20
+# Rows below this squared norm have no direction: _normalize_rows cannot bring them to unit
+# length (it divides by max(|x|, 1e-12)), so count_unique_prototypes treats them as zero vectors.
+_ZERO_ROW_SQ_NORM = 1e-24
 
 
 def _normalize_rows(x: jax.Array) -> jax.Array:
@@ -157,6 +160,11 @@ def count_unique_prototypes(
     count is the number of connected components. Distances are ``|w_k - w_l|`` computed directly,
     since ``sqrt(2 - 2 cos)`` cannot resolve 1e-4 in float32.
 
+    Zero rows. A row with ``|w| < 1e-12`` (in particular an all-zero row) has no direction; it is
+    normalised to the zero vector, as in the loss. Zero rows are therefore at distance 0 from each
+    other (all of them count as one prototype) and at distance 1 from every unit-length row (so
+    they join the others only when ``threshold > 1``).
+
     Not jit-able: jax computes the cosine similarities of ``chunk_size`` rows at a time (no
     ``K x K`` matrix), pairs whose cosine could mean a distance below ``threshold`` (with a margin
     for float32 rounding) and that are not yet in one component are checked exactly on the host
@@ -175,6 +183,8 @@ def count_unique_prototypes(
       >>> w = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 1.0 + 1e-3]], np.float32)
       >>> print(count_unique_prototypes(w, 1e-4))  # 0~1 and 2~3 after normalisation
       2
+      >>> print(count_unique_prototypes(np.zeros((5, 3), np.float32), 1e-4))  # one zero vector
+      1
     """
     _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
     _checks.require_positive("threshold", threshold)
@@ -182,6 +192,13 @@ def count_unique_prototypes(
     num, dim = jnp.shape(prototypes)
     xn_dev = jax.jit(_normalize_rows)(prototypes)
     xn = np.asarray(xn_dev)
+    # Zero rows (see the docstring) never pass the cosine filter below (their cosine is 0), so
+    # they are linked here: to each other at distance 0, to every other row at distance 1.
+    sq_norm = np.sum(np.square(np.asarray(prototypes, np.float64)), axis=-1)
+    zero = np.flatnonzero(sq_norm < _ZERO_ROW_SQ_NORM)
+    if len(zero):
+        xn = np.where((sq_norm < _ZERO_ROW_SQ_NORM)[:, None], 0.0, xn).astype(xn.dtype)
+        xn_dev = jnp.asarray(xn)
     # |w_k - w_l|^2 = 2 - 2 cos; the float32 dot of two unit vectors is off by at most ~dim * 2^-24.
     cos_cut = 1.0 - 0.5 * float(threshold) ** 2 - (2.0 * dim * 2.0**-24 + 1e-6)
     labels = np.arange(num)  # each component is labelled by its smallest member
@@ -209,6 +226,10 @@ def count_unique_prototypes(
             row_labels[:, None] != labels[None, :]
         )
 
+    if len(zero):
+        # Every zero row to the first; with threshold > 1 every row (a self-edge is harmless).
+        linked = np.arange(num) if threshold > 1.0 else zero
+        labels = merge(labels, linked, np.full(len(linked), zero[0]))
     if chunk_size > num:
         chunk_size = num
     for start in range(0, num, chunk_size):

@@ -96,7 +96,8 @@ def sinkhorn(probs: Array, *, num_iters: int = 3, axis_name: str | None = None) 
     iteration each sample's row sums to exactly 1 and, as iterations grow, every prototype receives
     1/K of the batch's mass. Prototype sums and B are global: with ``axis_name`` they are summed
     across that axis. Sums are clamped at the smallest normal float, so a prototype no sample uses
-    stays at zero instead of producing 0/0.
+    stays at zero instead of producing 0/0; the gradient is finite too (zero for the entries of
+    a prototype, or sample, whose mass is exactly 0, see ``_divide_by_mass``).
 
     ``num_iters=0`` performs no balancing: the result is ``B * P / sum(P)``, i.e. ``P`` itself
     when its rows are already normalised.
@@ -118,15 +119,31 @@ def sinkhorn(probs: Array, *, num_iters: int = 3, axis_name: str | None = None) 
     q = jnp.asarray(probs, jnp.float32)  # kept as [B, K]: "rows" of Q^T below are columns here
     local_b, k = q.shape
     b = _global_count(local_b, axis_name)
-    q = q / jnp.maximum(_global_sum(jnp.sum(q), axis_name), _TINY)
+    q = _divide_by_mass(q, _global_sum(jnp.sum(q), axis_name))
     for _ in range(num_iters):
         # Prototype marginals: sum over the global batch, then each prototype gets mass 1/K.
         proto_mass = _global_sum(jnp.sum(q, axis=0, keepdims=True), axis_name)
-        q = q / jnp.maximum(proto_mass, _TINY) / k
+        q = _divide_by_mass(q, proto_mass) / k
         # Sample marginals: local to each sample, then each sample gets mass 1/B.
         sample_mass = jnp.sum(q, axis=1, keepdims=True)
-        q = q / jnp.maximum(sample_mass, _TINY) / b
+        q = _divide_by_mass(q, sample_mass) / b
     return q * b
+
+
+def _divide_by_mass(q: Array, mass: Array) -> Array:
+    """``q / max(mass, tiny)`` where ``mass > 0``, else 0, with a finite gradient everywhere.
+
+    For non-negative ``q`` the values equal the clamped division (a zero mass means its entries
+    are all 0). The gradient of ``x / tiny`` with respect to ``tiny`` is ``-x / tiny**2``, and
+    ``tiny**2`` underflows to 0, so a zero mass (a prototype no sample uses, e.g. one-hot input)
+    gave 0/0 = NaN in the backward pass. Here the division is never evaluated where the mass is
+    zero (the "double where" idiom) and those entries are the constant 0, with a zero gradient:
+    the true one-sided derivative is unbounded there (any mass moved into an empty prototype is
+    rescaled to 1/K), and 0 is what a stop-gradient would give.
+    """
+    used = mass > 0
+    safe = jnp.where(used, jnp.maximum(mass, _TINY), 1.0)
+    return jnp.where(used, q / safe, 0.0)
 
 
 def uniform_prior(num_prototypes: int) -> Array:

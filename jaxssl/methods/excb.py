@@ -1,4 +1,4 @@
-"""ExCB: explicit online cluster balancing (METHODS.md section 3).
+"""ExCB: explicit online cluster balancing (Maniadis Metaxas et al., 2024).
 
 Student: backbone -> projector -> centroid cosines (direct), and projector -> predictor -> centroid
 cosines. Teacher (EMA): backbone -> projector -> centroid cosines on the global views. The centroid
@@ -83,22 +83,27 @@ class ExCB(Method):
         (direct, pred), bs = apply_with_stats(
             self.model, params, batch_stats, flatten_views(views["global"]), train=True,
             deterministic=False, rng=k_g)
-        preds = [views_first(pred, b)]
+        directs, preds = [views_first(direct, b)], [views_first(pred, b)]
         if "local" in views:
-            (_, pred_l), bs = apply_with_stats(
+            # Local crops: centroids are constants (centroid_grad=False), so the centroids learn
+            # only through the global direct projections (paper Eq. 2, Algorithm 1).
+            (direct_l, pred_l), bs = apply_with_stats(
                 self.model, params, bs, flatten_views(views["local"]), train=True,
                 deterministic=False, rng=k_l, centroid_grad=False)
+            directs.append(views_first(direct_l, b))
             preds.append(views_first(pred_l, b))
         (t_sims, _), tbs = apply_with_stats(
             self.model, teacher_params, teacher_batch_stats, flatten_views(views["global"]),
             train=True, deterministic=True, with_predictor=False)
         # momentum=0 makes aux["cluster_sizes"] the batch's assignment fractions f; the EMA
         # c <- m c + (1 - m) f is applied once per optimiser step in update_state.
+        # loss.excb_pairing "paper" puts the local direct projections in the loss (Algorithm 1);
+        # "released" uses only the global ones (the loss ignores the local rows).
         loss, aux = excb_loss(
-            views_first(direct, b), jnp.concatenate(preds, axis=0),
+            jnp.concatenate(directs, axis=0), jnp.concatenate(preds, axis=0),
             jax.lax.stop_gradient(views_first(t_sims, b)), method_state["cluster_sizes"],
             student_temp=cfg.student_temp, teacher_temp=hyper["teacher_temp"], boost=cfg.boost,
-            momentum=0.0)
+            momentum=0.0, pairing=cfg.excb_pairing)
         stats = {"cluster_sizes": aux.pop("cluster_sizes")}
         # aux's size diagnostics describe the momentum-0 "sizes" (one batch's fractions); report
         # them for the EMA sizes the balancing actually used.

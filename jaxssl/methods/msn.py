@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxssl.losses.msn import msn_loss, power_law_prior, uniform_prior
+from jaxssl.losses.msn import msn_loss
 from jaxssl.methods import common
 from jaxssl.methods.base import (
     Method,
@@ -22,22 +22,12 @@ from jaxssl.methods.base import (
     variables,
     views_first,
 )
-
-PRIORS = ("uniform", "power_law")
-
-
-def make_prior(config: ml_collections.ConfigDict) -> jax.Array:
-    """The prior named by ``config.loss.prior`` over ``config.head.num_prototypes`` prototypes."""
-    k = config.head.num_prototypes
-    if config.loss.prior == "uniform":
-        return uniform_prior(k)
-    if config.loss.prior == "power_law":
-        return power_law_prior(k, exponent=config.loss.prior_exponent)
-    raise ValueError(f"config.loss.prior must be one of {PRIORS}, got {config.loss.prior!r}.")
+from jaxssl.methods.prior import make_prior
 
 
 class MSN(Method):
-    """MSN / PMSN; the prior comes from the config (``loss.prior``)."""
+    """MSN / PMSN; the prior comes from the config (``loss.prior``: a name or a ``.npy`` file,
+    :mod:`jaxssl.methods.prior`)."""
 
     name = "msn"
 

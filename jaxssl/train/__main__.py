@@ -2,7 +2,8 @@
 
 Any config field can be overridden with ml_collections syntax, e.g.
 ``--config.train.batch_size=256 --config.loss.koleo_weight=0.1``. Running the same command again
-resumes from the newest checkpoint in the workdir.
+resumes from the newest checkpoint in the workdir. Exit statuses are listed in
+:mod:`jaxssl.exit_codes` (75: preempted after saving, run again to resume).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxssl.cli_errors import error_line, exit_with, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                           lock_config=True)
@@ -23,14 +26,23 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Orbax and JAX log every checkpoint operation at INFO; the progress bar says enough.
     logging.set_verbosity(logging.WARNING)
+    from jaxssl import exit_codes
+    from jaxssl.output_paths import PathError
     from jaxssl.train.loop import NonFiniteLossError, train
+    from jaxssl.train.workdir_lock import WorkdirLockedError
 
     try:
-        train(_CONFIG.value, _WORKDIR.value)
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        summary = train(_CONFIG.value, _WORKDIR.value)
+    except WorkdirLockedError as e:
+        exit_with(error_line(e), exit_codes.WORKDIR_LOCKED)
+    except NonFiniteLossError as e:
+        exit_with(error_line(e), exit_codes.NON_FINITE)
+    except (ValueError, FileNotFoundError, PathError) as e:
+        exit_with(error_line(e), exit_codes.USAGE_ERROR)
+    if summary.get("preempted"):
+        sys.exit(exit_codes.PREEMPTED)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    # parse_flags: an unknown field or a non-numeric override is one line, not a traceback.
+    app.run(main, flags_parser=parse_flags)

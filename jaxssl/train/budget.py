@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 # Steps timed to size a wall-clock budget: after compilation the first steps run slow
 # (CALIBRATION.md), so timing starts at FIRST_TIMED_STEP and the first plan is made at
 # FIRST_PLAN_STEP.
@@ -36,3 +38,46 @@ def plan_total_steps(step: int, *, budget_s: float, elapsed_s: float, timed_s: f
     per_step = timed_s / (step - FIRST_TIMED_STEP)
     more = int(max(budget_s - elapsed_s, 0.0) / per_step) if per_step > 0 else max_steps
     return max(step + 1, min(int(max_steps), step + more))
+
+
+class BudgetPlanner:
+    """Re-plans a run's total step count to a wall-clock budget as it trains.
+
+    Timing starts ``FIRST_TIMED_STEP`` steps into this process's run, the first plan is made
+    ``FIRST_PLAN_STEP`` steps in and re-made at every ``log_every``-th step from the mean step time
+    since then: the steps right after compilation run slower than the rest (one plan from them
+    left ~30 % of a 7-minute budget unused), and a shared machine's speed drifts. A resumed run
+    plans its remaining steps from the budget left after ``spent_s`` seconds of earlier runs.
+
+    >>> p = BudgetPlanner(60.0, start_step=0, spent_s=0.0, max_steps=10_000, log_every=10)
+    >>> p.after_step(3, total=10_000) is None   # too early to plan
+    True
+    """
+
+    def __init__(self, budget_s: float, *, start_step: int, spent_s: float, max_steps: int,
+                 log_every: int):
+        self.budget_s = float(budget_s)
+        self.start_step = int(start_step)
+        self.spent_s = float(spent_s)
+        self.max_steps = int(max_steps)
+        self.log_every = int(log_every)
+        self._t_start = time.perf_counter()
+        self._t_timed_from: float | None = None
+
+    def after_step(self, step: int, total: int) -> int | None:
+        """Call after every step: the new total when it is re-planned, else None."""
+        run_step = step - self.start_step
+        if run_step == FIRST_TIMED_STEP:
+            self._t_timed_from = time.perf_counter()
+        if self._t_timed_from is None or step >= total or not (
+                run_step == FIRST_PLAN_STEP
+                or (run_step > FIRST_PLAN_STEP and step % self.log_every == 0)):
+            return None
+        now = time.perf_counter()
+        planned = self.start_step + plan_total_steps(
+            run_step, budget_s=self.budget_s - self.spent_s, elapsed_s=now - self._t_start,
+            timed_s=now - self._t_timed_from, max_steps=self.max_steps - self.start_step)
+        if run_step == FIRST_PLAN_STEP:
+            print(f"Wall-clock budget {self.budget_s:.0f} s: planning {planned} steps "
+                  f"(re-planned every {self.log_every} steps).")
+        return planned if planned != total else None

@@ -75,17 +75,28 @@ def base_config() -> ml_collections.ConfigDict:
         # ExCB.
         boost=1.01,
         cluster_momentum=0.999,
+        # Centroid init: spherical k-means on teacher projections of kmeans_samples randomly
+        # drawn training images (>= num_prototypes; paper recipes 500,000), kmeans_iters Lloyd
+        # iterations (paper recipes 50), restarted until no cluster is empty.
         kmeans_init=True,
         kmeans_samples=4096,
         kmeans_iters=20,
-        centroid_wd_scale=10.0,
+        # Extra centroid weight decay: scale x the base decay at the start, cosine to 1x (the
+        # paper's ResNet-50 recipe: 10, i.e. 1e-3 -> 1e-4); 1 = none (its ViT recipe).
+        centroid_wd_scale=1.0,
+        # Which student views pair with the teacher: "paper" (Algorithm 1: the direct projections
+        # of all views but the teacher's own crop and the predictor outputs of all views, 1/2
+        # each) | "released" (the released code: no local direct projections, 18 equal pairs).
+        excb_pairing="paper",
         # CARP.
         block_size=512,
         entropy_weight=1.0,
         entropy_weight_end=1.0,
         # MSN / PMSN.
-        prior="uniform",  # uniform | power_law
-        prior_exponent=0.25,
+        # uniform | power_law | /path/to/weights.npy (K non-negative weights, normalised to sum 1;
+        # e.g. class frequencies), read once when the method is built (jaxssl.methods.prior).
+        prior="uniform",
+        prior_exponent=0.25,  # tau of the power-law prior pi_k ~ k^-tau
         prior_direction="mean_to_prior",
         sort_mean_probs=False,
         regularization_weight=1.0,
@@ -124,7 +135,12 @@ def base_config() -> ml_collections.ConfigDict:
         weight_decay=0.04,
         weight_decay_end=0.4,
         momentum=0.9,  # sgd / lars
-        grad_clip=3.0,  # 0 disables
+        grad_clip=3.0,  # max gradient norm; 0 disables
+        # per_parameter: each parameter's gradient clipped to norm grad_clip on its own (DINO's
+        # clip_gradients); global: the whole gradient's norm (torch clip_grad_norm_, MSN).
+        grad_clip_mode="global",
+        # The prototype layer gets no update at all (no decay, no momentum, optimiser state left
+        # untouched) for this many first steps (DINO's freeze_last_layer, one epoch).
         freeze_prototypes_steps=0,
     ))
     c.ema = ml_collections.ConfigDict(dict(momentum=0.996, momentum_end=1.0))

@@ -21,28 +21,28 @@ def _normalise_fn(config: ml_collections.ConfigDict):
 
 
 def eval_batches(config: ml_collections.ConfigDict, split: str, limit: int = 0):
-    """Un-augmented batches of a split at the global-crop size; ``limit`` > 0 keeps the first
-    ``limit`` examples (for the online probe)."""
+    """Un-augmented batches of a split at the global-crop size (rows with ``valid`` False are
+    padding). ``limit`` > 0 keeps ``limit`` examples drawn with ``config.seed``, class-balanced
+    where the source holds its labels (``jaxssl.data.subset.sample_indices``): the same subset
+    at every call, so the online probe's figures are comparable from step to step, and all the
+    classes of a class-sorted source, not its first ones."""
     from jaxssl.data.pipeline import make_eval_iterator
+    from jaxssl.data.spec import make_source
+    from jaxssl.data.subset import SubsetSource, sample_indices
 
+    source = make_source(config.data.dataset, split, data_dir=config.data.data_dir,
+                         seed=int(config.data.get("subset_seed", 0)),
+                         skip_corrupt=config.data.skip_corrupt)
+    if 0 < limit < len(source):
+        source = SubsetSource(source, sample_indices(source, int(limit), seed=int(config.seed)))
     # Round up to a multiple of the local devices: batches are sharded over the data axis.
     n = jax.local_device_count()
     bsz = -(-int(config.eval.batch_size) // n) * n
-    seen = 0
-    for batch in make_eval_iterator(config.data.dataset, split,
-                                    image_size=config.data.global_crops.size, batch_size=bsz,
-                                    data_dir=config.data.data_dir,
-                                    process_index=jax.process_index(),
-                                    process_count=jax.process_count()):
-        if limit:
-            valid = np.asarray(batch["valid"], bool).copy()
-            room = max(limit - seen, 0)
-            valid[np.cumsum(valid) > room] = False
-            batch = {**batch, "valid": valid}
-            seen += int(valid.sum())
-        yield batch
-        if limit and seen >= limit:
-            return
+    yield from make_eval_iterator(config.data.dataset, split,
+                                  image_size=config.data.global_crops.size, batch_size=bsz,
+                                  data_dir=config.data.data_dir,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count(), source=source)
 
 
 def teacher_features(method, state: TrainState, config, split: str, mesh, limit: int = 0):

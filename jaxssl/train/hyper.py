@@ -54,8 +54,9 @@ def hyperparams(config: ml_collections.ConfigDict, step: int, total_steps: int) 
             step, total_steps, lcfg.entropy_weight, lcfg.entropy_weight_end),
     }
     if config.method == "excb":
-        # ExCB: centroid decay 10x the base at the start, cosine to 1x (METHODS.md section 3);
-        # the base decay already reaches the centroids, so only the excess is added.
+        # ExCB: centroid decay loss.centroid_wd_scale x the base at the start, cosine to 1x (the
+        # paper's ResNet-50 recipe: 10x, 1e-3 -> 1e-4; 1 = none); the base decay already reaches
+        # the centroids, so only the excess is added.
         scale = schedules.cosine_ramp(step, total_steps, lcfg.centroid_wd_scale, 1.0)
         out["prototype_decay"] = wd * (scale - 1.0)
     out = {k: np.float32(v) for k, v in out.items()}

@@ -13,7 +13,10 @@ import numpy as np
 class MetricsLogger:
     """Writes ``<workdir>/metrics.jsonl`` and TensorBoard events in ``<workdir>/tensorboard``.
 
-    Only process 0 writes. The JSONL file is appended to, so a resumed run continues the curve.
+    Only process 0 writes. The JSONL file is appended to, so a resumed run continues the curve:
+    rows past ``initial_step`` (logged after the checkpoint the run resumes from) are dropped
+    first (:func:`drop_rows_after`), and TensorBoard is told to purge its events past that step,
+    so both read as one run.
 
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
@@ -36,10 +39,16 @@ class MetricsLogger:
         if not enabled:
             return
         os.makedirs(workdir, exist_ok=True)
-        self._file = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        path = os.path.join(workdir, "metrics.jsonl")
+        dropped = drop_rows_after(path, initial_step)
+        if dropped:
+            print(f"Dropped {dropped} rows past step {initial_step} from {path} "
+                  "(logged after the checkpoint this run resumes from).")
+        self._file = open(path, "a", encoding="utf-8")
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                 purge_step=initial_step + 1)
         if progress:
             from tqdm import tqdm
 
@@ -86,3 +95,37 @@ class MetricsLogger:
             self._tb.close()
         if self._file is not None:
             self._file.close()
+
+
+def drop_rows_after(path: str, step: int) -> int:
+    """Removes the rows of JSONL ``path`` whose step is past ``step`` (and torn, unparseable
+    lines, as a ``kill -9`` mid-write leaves) by an atomic rewrite; returns how many went.
+
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.jsonl")
+    >>> _ = open(p, "w").write('{"step": 1}\\n{"step": 2}\\n{"step": 3}\\n{"st')
+    >>> drop_rows_after(p, 2), open(p).read()
+    (2, '{"step": 1}\\n{"step": 2}\\n')
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except FileNotFoundError:
+        return 0
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and int(row.get("step", 0)) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) == len(lines) and all(line.endswith("\n") for line in lines):
+        return 0
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(lines) - len(kept)

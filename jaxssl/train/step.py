@@ -100,10 +100,12 @@ def make_train_step(
         aux = _mean([o[0][1] for o in outs])
         grads = _mean([o[1] for o in outs])
 
-        grads = optim.zero_prototype_grads(grads, hyper["freeze_prototypes"])
+        # While hyper["freeze_prototypes"] holds, the optimiser skips the prototype layer
+        # entirely: no update and an untouched optimiser state (jaxssl.train.optim).
         opt_state = optim.set_hyperparams(
             state.opt_state, learning_rate=hyper["learning_rate"],
-            weight_decay=hyper["weight_decay"], prototype_decay=hyper["prototype_decay"])
+            weight_decay=hyper["weight_decay"], prototype_decay=hyper["prototype_decay"],
+            freeze_prototypes=hyper["freeze_prototypes"])
         updates, opt_state = tx.update(grads, opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         teacher = ema_update(state.teacher_params, params, hyper["ema_momentum"])

@@ -1,7 +1,9 @@
 """Config validation that runs before anything is built or compiled.
 
 Each error names the offending field (``config.<path>``) and what it received, so a typo in a
-``--config.x=y`` override costs seconds, not a compile and a crashed run.
+``--config.x=y`` override costs seconds, not a compile and a crashed run. Every numeric field has
+an allowed range in ``jaxssl.train.ranges.RANGES`` (checked first); the rules here relate fields
+to each other, to the method, the backbone, the dataset and the devices.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from jaxssl.losses.excb import PAIRINGS as EXCB_PAIRINGS
 from jaxssl.methods.registry import METHOD_NAMES
+from jaxssl.train.ranges import check_ranges
 
 # Image side of datasets whose size is fixed and known without reading them.
 KNOWN_IMAGE_SIZES = {"fashion_mnist": 28, "mnist": 28}
@@ -33,14 +37,16 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
     """
     from jaxssl.data.spec import parse_spec
     from jaxssl.methods.common import DTYPES
+    from jaxssl.methods.prior import PRIOR_NAMES, is_prior_file, load_prior_file
     from jaxssl.models import BACKBONES
-    from jaxssl.train.optim import OPTIMIZERS
+    from jaxssl.train.optim import CLIP_MODES, OPTIMIZERS
 
     num_devices = jax.device_count() if num_devices is None else num_devices
     num_processes = jax.process_count() if num_processes is None else num_processes
     c = config
     if c.method not in METHOD_NAMES:
         _fail("method", f"must be one of {METHOD_NAMES}, got {c.method!r}.")
+    check_ranges(c)
     if c.model.backbone not in BACKBONES:
         _fail("model.backbone", f"unknown backbone {c.model.backbone!r}; valid names: "
               f"{sorted(BACKBONES)}.")
@@ -48,11 +54,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         _fail("model.dtype", f"must be one of {sorted(DTYPES)}, got {c.model.dtype!r}.")
     if not isinstance(c.model.remat, bool):
         _fail("model.remat", f"must be True or False, got {c.model.remat!r}.")
-    if not 0.0 <= c.model.drop_path_rate < 1.0:
-        _fail("model.drop_path_rate", f"must lie in [0, 1), got {c.model.drop_path_rate}.")
     k = c.head.num_prototypes
-    if k <= 0:
-        _fail("head.num_prototypes", f"must be > 0, got {k}.")
     if c.method == "carp" and (c.loss.block_size <= 0 or k % c.loss.block_size):
         _fail("loss.block_size", f"{c.loss.block_size} does not divide "
               f"config.head.num_prototypes={k}.")
@@ -72,8 +74,10 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
             if crops.num and crops.size > side:
                 _fail(f"data.{name}.size", f"{crops.size} px crops are larger than the "
                       f"{side} px images of {base!r}.")
-    if g.num < 1:
-        _fail("data.global_crops.num", f"needs at least 1 global view, got {g.num}.")
+    if loc.num and loc.size > g.size:
+        _fail("data.local_crops.size", f"{loc.size} px local crops are larger than the "
+              f"{g.size} px global crops (config.data.global_crops.size); local views are the "
+              "small ones.")
     if c.method in ("dino", "ibot", "carp", "excb") and g.num < 2 and loc.num < 1:
         _fail("data.global_crops.num", f"{c.method} compares views: needs 2 global views or "
               "at least one local view.")
@@ -93,51 +97,56 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
     if c.method == "ibot" and not is_vit:
         _fail("model.backbone", f"iBOT's patch loss needs a ViT, got {c.model.backbone!r}.")
     if c.method == "msn":
-        if not 0.0 <= c.loss.patch_drop < 1.0:
-            _fail("loss.patch_drop", f"must lie in [0, 1), got {c.loss.patch_drop}.")
         if c.loss.patch_drop > 0 and not is_vit:
             _fail("loss.patch_drop", f"patch dropping needs a ViT, got {c.model.backbone!r}.")
-        if c.loss.prior not in ("uniform", "power_law"):
-            _fail("loss.prior", f"must be 'uniform' or 'power_law', got {c.loss.prior!r}.")
+        if is_prior_file(c.loss.prior):
+            load_prior_file(c.loss.prior, k)  # its errors name config.loss.prior and the file
+        elif c.loss.prior not in PRIOR_NAMES:
+            _fail("loss.prior", f"must be 'uniform', 'power_law' or a path to a .npy file of "
+                  f"K = {k} weights, got {c.loss.prior!r}.")
         if c.loss.prior_direction not in DIRECTIONS:
             _fail("loss.prior_direction", f"must be one of {DIRECTIONS}, got "
                   f"{c.loss.prior_direction!r}.")
-    if c.loss.koleo_weight < 0:
-        _fail("loss.koleo_weight", f"must be >= 0, got {c.loss.koleo_weight}.")
-    for name in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
-        if c.loss[name] <= 0:
-            _fail(f"loss.{name}", f"must be > 0, got {c.loss[name]}.")
-
+    if c.loss.excb_pairing not in EXCB_PAIRINGS:
+        _fail("loss.excb_pairing", f"must be one of {EXCB_PAIRINGS}, got "
+              f"{c.loss.excb_pairing!r}.")
+    if c.method == "excb" and c.loss.kmeans_init and c.loss.kmeans_samples < k:
+        _fail("loss.kmeans_samples", f"{c.loss.kmeans_samples} is below "
+              f"config.head.num_prototypes={k}: the centroid k-means needs at least one "
+              "sample per cluster.")
     # Batch layout across devices, processes and micro-batches.
     t = c.train
     bsz, accum = t.batch_size, t.grad_accum_steps
-    if accum < 1:
-        _fail("train.grad_accum_steps", f"must be >= 1, got {accum}.")
-    if bsz <= 0 or bsz % (num_devices * accum) or bsz % num_processes:
+    if bsz % (num_devices * accum) or bsz % num_processes:
         _fail("train.batch_size", f"{bsz} must be a positive multiple of devices x "
               f"grad_accum_steps = {num_devices} x {accum} and of the {num_processes} "
               "process(es).")
-    if t.num_steps <= 0:
-        _fail("train.num_steps", f"must be > 0, got {t.num_steps}.")
-    if t.time_budget_s < 0:
-        _fail("train.time_budget_s", f"must be >= 0, got {t.time_budget_s}.")
-    for name in ("log_every", "checkpoint_every", "keep_checkpoints"):
-        if t[name] <= 0:
-            _fail(f"train.{name}", f"must be > 0, got {t[name]}.")
+
+    # k-NN banks limited to a subset must hold at least k images (0 = the whole split).
+    banks = [("eval.knn_train_size", c.eval.knn_train_size if c.eval.final_knn else 0),
+             ("train.online_knn_train_size", t.online_knn_train_size if t.online_knn_every else 0)]
+    for size_field, size in banks:
+        if size and c.eval.knn_k > size:
+            _fail("eval.knn_k", f"{c.eval.knn_k} neighbours but the k-NN bank holds "
+                  f"config.{size_field} = {size} images; allowed [1, {size}].")
 
     o = c.optim
     if o.name not in OPTIMIZERS:
         _fail("optim.name", f"must be one of {OPTIMIZERS}, got {o.name!r}.")
-    if o.lr <= 0:
-        _fail("optim.lr", f"must be > 0, got {o.lr}.")
-    if not 0.0 <= o.warmup_start_lr <= o.lr:
+    if o.grad_clip_mode not in CLIP_MODES:
+        _fail("optim.grad_clip_mode", f"must be one of {CLIP_MODES}, got {o.grad_clip_mode!r}.")
+    if o.warmup_start_lr > o.lr:
         _fail("optim.warmup_start_lr", f"must lie in [0, optim.lr = {o.lr}], got "
               f"{o.warmup_start_lr}.")
-    if not 0.0 <= o.warmup_fraction < 1.0:
-        _fail("optim.warmup_fraction", f"must lie in [0, 1), got {o.warmup_fraction}.")
-    for name in ("momentum", "momentum_end"):
-        if not 0.0 <= c.ema[name] <= 1.0:
-            _fail(f"ema.{name}", f"must lie in [0, 1], got {c.ema[name]}.")
+    from jaxssl.train.hyper import peak_learning_rate
+    peak = peak_learning_rate(c)
+    if o.min_lr > peak:
+        _fail("optim.min_lr", f"{o.min_lr} is above the peak learning rate optim.lr x "
+              f"train.batch_size / 256 = {peak:g}; allowed [0, {peak:g}] (the cosine schedule "
+              "decays from the peak to min_lr).")
+    if len(c.augment.std) != len(c.augment.mean):
+        _fail("augment.std", f"has {len(c.augment.std)} entries but config.augment.mean has "
+              f"{len(c.augment.mean)}.")
 
     from jaxssl.train.step import view_augments
     try:

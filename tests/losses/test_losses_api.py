@@ -16,7 +16,7 @@ CONTRACT = {
     "balance_similarities": ["similarities", "cluster_sizes", "boost"],
     "update_cluster_sizes": ["cluster_sizes", "balanced_similarities", "momentum", "axis_name"],
     "excb_loss": ["direct_sims", "predictor_sims", "teacher_sims", "cluster_sizes",
-                  "student_temp", "teacher_temp", "boost", "momentum", "axis_name"],
+                  "student_temp", "teacher_temp", "boost", "momentum", "pairing", "axis_name"],
     "random_partition": ["key", "num_prototypes", "block_size"],
     "carp_loss": ["student_logits", "teacher_logits", "partition", "entropy_weight",
                   "axis_name"],
@@ -36,6 +36,7 @@ DEFAULTS = {
     ("balance_similarities", "boost"): 1.01, ("update_cluster_sizes", "momentum"): 0.999,
     ("carp_loss", "entropy_weight"): 1.0, ("sinkhorn", "num_iters"): 3,
     ("power_law_prior", "exponent"): 0.25, ("prior_matching_loss", "direction"): "mean_to_prior",
+    ("excb_loss", "pairing"): "paper",
     ("msn_loss", "temperature"): 0.1, ("msn_loss", "sharpen_temperature"): 0.25,
 }
 

@@ -11,6 +11,7 @@ import pytest
 from jaxssl.methods.registry import build_method
 from jaxssl.train.init_state import create_train_state
 from jaxssl.train.optim import make_optimizer
+from jaxssl.train.recipes import IMAGENET_TRAIN_SIZE, INAT18_TRAIN_SIZE, steps_for
 from jaxssl.train.validate import validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,3 +52,26 @@ def test_config_builds_validates_and_initialises(path):
     assert jax.tree.leaves(state.params)
     protos = jax.eval_shape(method.prototypes, state.params)
     assert protos.shape[0] == c.head.num_prototypes
+
+
+@pytest.mark.parametrize("name,mode,clip,frozen", [
+    ("dino_vits16_imagenet.py", "per_parameter", 3.0, True),
+    ("dino_rn50_imagenet.py", "per_parameter", 3.0, True),
+    ("dino_koleo_vits16_imagenet.py", "per_parameter", 3.0, True),
+    ("ibot_vits16_imagenet.py", "per_parameter", 3.0, True),
+    ("ibot_koleo_vits16_imagenet.py", "per_parameter", 3.0, True),
+    ("excb_vits16_imagenet.py", "per_parameter", 0.0, False),
+    ("excb_rn50_imagenet.py", "per_parameter", 0.0, False),
+    ("msn_vits16_imagenet.py", "global", 3.0, False),
+    ("pmsn_vits16_inat18.py", "global", 3.0, False),
+    ("carp_rn50_imagenet.py", "global", 0.0, False),
+])
+def test_paper_recipes_clip_and_freeze_as_their_released_code(name, mode, clip, frozen):
+    """DINO / iBOT (and KoLeo-proto on them) clip each parameter's gradient and freeze the last
+    layer for one epoch; MSN / PMSN clip the global norm (jaxssl.train.recipes.paper_clip_mode)."""
+    c = load(os.path.join(ROOT, "configs", name)).get_config()
+    assert c.optim.grad_clip_mode == mode
+    assert c.optim.grad_clip == clip  # DINO's default 3.0; ExCB's configs and CARP: none
+    one_epoch = steps_for(1, IMAGENET_TRAIN_SIZE if "imagenet" in name else INAT18_TRAIN_SIZE,
+                          c.train.batch_size)
+    assert c.optim.freeze_prototypes_steps == (one_epoch if frozen else 0)

@@ -97,11 +97,45 @@ def read_skipping_corrupt(source, index: int, n: int, read: Callable[[int], dict
     raise CorruptImageError(exhausted)
 
 
+def to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode as uint8 RGB ``[H, W, 3]``, each mode's range mapped to 0..255.
+
+    ``img.convert("RGB")`` is right for the 8-bit modes (``L``, ``LA``, ``P``, ``PA``, ``RGBA``,
+    ``CMYK``, ``YCbCr``, ``1``; alpha is dropped, palettes are looked up) but clips wider ones at
+    255, which binarises a 16-bit image. Those are scaled instead, rounding to nearest:
+
+    - ``I;16`` / ``I;16B`` / ``I;16L`` / ``I;16N`` (16-bit grayscale, e.g. 16-bit PNG or TIFF):
+      ``v * 255 / 65535``.
+    - ``I`` (32-bit integer; Pillow's mode for 16-bit PNGs in older releases and for integer
+      TIFFs): taken as 16-bit the same way, values clipped to [0, 65535].
+    - ``F`` (32-bit float): taken as intensities in [0, 1], ``v * 255`` clipped to [0, 255];
+      NaN becomes 0.
+
+    >>> import numpy as np
+    >>> img = Image.fromarray(np.array([[0, 257, 32768, 65535]], np.uint16))  # mode I;16
+    >>> to_rgb_uint8(img)[0, :, 0].tolist()
+    [0, 1, 128, 255]
+    >>> to_rgb_uint8(Image.fromarray(np.array([[0.0, 0.5, 2.0]], np.float32)))[0, :, 0].tolist()
+    [0, 128, 255]
+    """
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        values = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+        gray = (values * 255 + 32767) // 65535  # round(v * 255 / 65535) in exact integers
+    elif mode == "F":
+        values = np.nan_to_num(np.asarray(img, np.float64), nan=0.0)
+        gray = np.round(np.clip(values, 0.0, 1.0) * 255.0)
+    else:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def decode_image(path: str) -> np.ndarray:
-    """Decodes a file to uint8 RGB [H, W, 3]; raises ``CorruptImageError`` naming the file."""
+    """Decodes a file to uint8 RGB [H, W, 3] (see ``to_rgb_uint8`` for 16-bit and float modes);
+    raises ``CorruptImageError`` naming the file."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return to_rgb_uint8(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         # PIL reports truncated data as OSError, unknown formats as UnidentifiedImageError.
         raise CorruptImageError(f"cannot decode image {path}: {err}") from err

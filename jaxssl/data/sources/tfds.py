@@ -18,17 +18,18 @@ import threading
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxssl.data.sources.folder import CorruptImageError, read_skipping_corrupt
+from jaxssl.data.sources.folder import CorruptImageError, read_skipping_corrupt, to_rgb_uint8
 
 
 def decode_image_bytes(data, *, name: str) -> np.ndarray:
-    """PNG/JPEG bytes (or an already-decoded array) -> uint8 RGB [H, W, 3]."""
+    """PNG/JPEG bytes (or an already-decoded array) -> uint8 RGB [H, W, 3] (16-bit and float
+    images are scaled, see ``jaxssl.data.sources.folder.to_rgb_uint8``)."""
     if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim in (2, 3):
         array = data if data.ndim == 3 else data[..., None]
         return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
     try:
         with Image.open(io.BytesIO(bytes(data))) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return to_rgb_uint8(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise CorruptImageError(f"cannot decode image {name}: {err}") from err
 
