@@ -17,6 +17,7 @@ from jaxssl.losses.ibot import ibot_patch_loss, update_patch_center
 from jaxssl.losses.koleo import count_unique_prototypes, koleo_loss, koleo_proto_loss
 from jaxssl.losses.msn import (
     msn_loss,
+    msn_targets,
     power_law_prior,
     prior_matching_loss,
     sharpen,
@@ -34,6 +35,7 @@ __all__ = [
     "koleo_loss",
     "koleo_proto_loss",
     "msn_loss",
+    "msn_targets",
     "power_law_prior",
     "prior_matching_loss",
     "random_partition",

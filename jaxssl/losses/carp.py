@@ -141,6 +141,7 @@ def carp_loss(
     *,
     entropy_weight: float = 1.0,
     axis_name: str | None = None,
+    mean_block_probs: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """CARP loss: block-wise view consistency plus a uniformity (KL-to-uniform) term.
 
@@ -157,6 +158,13 @@ def carp_loss(
     where p_bar_n averages the block-n distributions over ALL student and teacher views and the
     (global) batch, the teacher part without gradient. The loss is L_c + entropy_weight * L_e.
 
+    Gradient accumulation over n equal micro-batches: L_c is a per-sample mean, so the mean of
+    the micro-batches' L_c is the full-batch L_c. L_e is not; pass the whole batch's p_bar (the
+    mean of the micro-batches' ``aux["mean_block_probs"]``, with the step's one partition) as
+    ``mean_block_probs``: L_e is then evaluated at it, and its gradient at the whole batch's p_bar
+    flows into this micro-batch's p_bar (the exact linearisation), so the mean of the n losses and
+    of their gradients equal the full-batch loss and gradient.
+
     The pair inner products are sums over the prototypes of a block, so only
     ``[S, T, B, K / N_B]`` scalars are formed, never an ``[S, T, B, K]`` product. The blocks are
     gathered by a fused transpose-gather-transpose whose backward applies the inverse permutation
@@ -170,9 +178,12 @@ def carp_loss(
         :func:`random_partition`). That it is a permutation is not checked (it is a traced value).
       entropy_weight: lambda_e (may be a traced schedule).
       axis_name: mapped batch axis (inside ``jax.shard_map``); every batch mean is global.
+      mean_block_probs: ``[K / N_B, N_B]`` p_bar of the larger batch this call's batch is part
+        of (same partition), or None (L_e of this batch's own p_bar).
 
     Returns:
-      ``(loss, aux)`` with float32 scalars: ``consistency`` (L_c), ``entropy`` (L_e),
+      ``(loss, aux)`` with ``mean_block_probs`` (this batch's p_bar ``[K / N_B, N_B]``,
+      stop-gradient) and float32 scalars: ``consistency`` (L_c), ``entropy`` (L_e),
       ``agreement`` (fraction of (same-crop view i < T, sample, block) where the student's and
       the teacher's arg-max within the block coincide), ``cross_view_agreement`` (the same over
       the consistency pairs i != j) and ``mean_max_prob`` (the teacher's mean largest block
@@ -209,6 +220,9 @@ def carp_loss(
         )
     if not isinstance(entropy_weight, jax.core.Tracer):
         _checks.require_in_range("entropy_weight", entropy_weight, 0.0, float("inf"))
+    if mean_block_probs is not None:
+        _checks.require_shape("mean_block_probs", mean_block_probs, (num_blocks, block_size),
+                              "[K / N_B, N_B], the partition's shape")
 
     flat_partition = partition.reshape(-1)
 
@@ -235,7 +249,12 @@ def carp_loss(
 
     # Uniformity: KL(p_bar_n || U(N_B)) with p_bar_n over all views and the global batch.
     block_mass = student_mass + jnp.sum(q, axis=(0, 1))  # [NB, N_B]
-    p_bar = _global_sum(block_mass, axis_name) / ((num_student + num_teacher) * global_batch)
+    local_p_bar = _global_sum(block_mass, axis_name) / ((num_student + num_teacher) * global_batch)
+    p_bar = local_p_bar
+    if mean_block_probs is not None:
+        # The larger batch's p_bar in value, this batch's in gradient: exact linearisation of L_e.
+        mean_block_probs = jnp.asarray(mean_block_probs, jnp.float32)
+        p_bar = local_p_bar + jax.lax.stop_gradient(mean_block_probs - local_p_bar)
     # p log p -> 0 as p -> 0; the log's argument is replaced by 1 where p_bar = 0 so neither the
     # value nor the gradient of the unselected branch is NaN.
     positive = p_bar > 0
@@ -251,6 +270,7 @@ def carp_loss(
     same_crop = jnp.eye(num_student, num_teacher, dtype=bool)[:, :, None, None]
     cells = global_batch * num_blocks
     aux = {
+        "mean_block_probs": jax.lax.stop_gradient(local_p_bar),
         "consistency": consistency,
         "entropy": entropy,
         "agreement": _global_sum(jnp.sum((matches & same_crop).astype(jnp.float32)), axis_name)

@@ -236,6 +236,52 @@ def prior_matching_loss(
     return jnp.sum(pi * (_safe_log(pi) - _safe_log(m)))
 
 
+def msn_targets(
+    targets: Array,
+    prototypes: Array,
+    *,
+    temperature: float = 0.1,
+    sharpen_temperature: float = 0.25,
+    sinkhorn_iters: int = 3,
+    axis_name: str | None = None,
+) -> Array:
+    """MSN target assignments: sharpened, Sinkhorn-balanced, stop-gradient (MSN eq. (2)).
+
+    ``sinkhorn(sharpen(softmax(cos(z+, W) / temperature), sharpen_temperature))``, computed as
+    softmax(cos / (temperature * sharpen_temperature)) so no probability underflows before the
+    power. The Sinkhorn marginals are batch statistics: compute the targets once over the whole
+    batch and pass row slices to :func:`msn_loss` as ``target_probs`` to keep them exact under
+    gradient accumulation.
+
+    Args:
+      targets: ``[B, D]`` target-view embeddings (L2-normalised inside).
+      prototypes: ``[K, D]`` prototypes (L2-normalised inside; no gradient flows to them here).
+      temperature, sharpen_temperature, sinkhorn_iters, axis_name: as in :func:`msn_loss`.
+
+    Returns:
+      float32 ``[B, K]`` rows summing to 1.
+
+    >>> q = msn_targets(jnp.eye(2), jnp.eye(2), temperature=1.0, sharpen_temperature=1.0)
+    >>> print([round(float(v), 4) for v in q[0]])
+    [0.7311, 0.2689]
+    """
+    _checks.require_rank("targets", targets, 2, "[B, D]")
+    _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
+    _checks.require_same_dims(("targets", "prototypes"), (targets, prototypes), (1, 1),
+                              "Embedding dimension D")
+    _require_positive_if_concrete("temperature", temperature)
+    _require_positive_if_concrete("sharpen_temperature", sharpen_temperature)
+    _require_non_negative_int("sinkhorn_iters", sinkhorn_iters)
+    w = _l2_normalize(jnp.asarray(jax.lax.stop_gradient(prototypes), jnp.float32))
+    z_plus = _l2_normalize(jnp.asarray(jax.lax.stop_gradient(targets), jnp.float32))
+    # sharpen(softmax(cos / tau), T) == softmax(cos / (tau T)) exactly; the fused form avoids
+    # underflowing probabilities before the power 1/T. Then Sinkhorn and stop-gradient.
+    target_logits = (z_plus @ w.T) / (temperature * sharpen_temperature)
+    q = sinkhorn(jax.nn.softmax(target_logits, axis=-1), num_iters=sinkhorn_iters,
+                 axis_name=axis_name)
+    return jax.lax.stop_gradient(q)
+
+
 def msn_loss(
     anchors: Array,
     targets: Array,
@@ -249,6 +295,8 @@ def msn_loss(
     regularization_weight: float = 1.0,
     sort_mean_probs: bool = False,
     axis_name: str | None = None,
+    target_probs: Array | None = None,
+    mean_probs: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """MSN loss (Assran et al. 2022) with PMSN's prior matching (Assran et al. 2023); METHODS.md 5.
 
@@ -265,6 +313,13 @@ def msn_loss(
     ``power_law_prior(K)`` gives PMSN.
     Gradients reach anchors and prototypes, never targets.
 
+    Gradient accumulation over n equal micro-batches: compute :func:`msn_targets` once over the
+    whole batch and pass each micro-batch its rows as ``target_probs``, and pass the whole batch's
+    p_bar (the mean of the micro-batches' ``aux["mean_probs"]``) as ``mean_probs``. R is then
+    evaluated at the whole batch's p_bar and its gradient dR/dp_bar flows into this micro-batch's
+    p_bar (the exact linearisation), so the mean of the n losses and of their gradients equal
+    the full-batch loss and gradient.
+
     Args:
       anchors: ``[V, B, D]`` anchor-view embeddings (L2-normalised inside; zero vectors are safe).
       targets: ``[B, D]`` target-view embeddings (treated as constants).
@@ -277,11 +332,17 @@ def msn_loss(
       regularization_weight: lambda >= 0.
       sort_mean_probs: sort p_bar in descending order before matching the prior.
       axis_name: mapped axis that splits the batch, or None.
+      target_probs: ``[B, K]`` precomputed targets (rows of :func:`msn_targets` of a larger
+        batch, treated as constants), or None to compute them from ``targets``, which may then
+        be None.
+      mean_probs: ``[K]`` p_bar of the larger batch this call's batch is part of, or None (R of
+        this batch's own p_bar).
 
     Returns:
-      ``(loss, aux)``: float32 scalar and a dict of float32 scalars: ``"cross_entropy"``,
-      ``"regularization"`` (unweighted R), ``"target_confidence"`` (mean max target probability)
-      and ``"anchor_entropy"`` (mean per-sample entropy of p).
+      ``(loss, aux)``: float32 scalar and a dict of float32 values: the scalars
+      ``"cross_entropy"``, ``"regularization"`` (unweighted R), ``"target_confidence"`` (mean max
+      target probability) and ``"anchor_entropy"`` (mean per-sample entropy of p), and
+      ``"mean_probs"``, this batch's p_bar ``[K]`` (stop-gradient).
 
     >>> a = jnp.array([[[1.0, 0.0], [0.0, 1.0]]])
     >>> loss, aux = msn_loss(a, a[0], jnp.eye(2), temperature=1.0)
@@ -289,16 +350,19 @@ def msn_loss(
     0.3312 0.0
     """
     _checks.require_rank("anchors", anchors, 3, "[V, B, D]")
-    _checks.require_rank("targets", targets, 2, "[B, D]")
     _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
     _checks.require_min_views("anchors", anchors, 1)
-    _checks.require_same_dims(
-        ("anchors", "targets", "prototypes"),
-        (anchors, targets, prototypes),
-        (2, 1, 1),
-        "Embedding dimension D",
-    )
-    _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (1, 0), "Batch size B")
+    _checks.require_same_dims(("anchors", "prototypes"), (anchors, prototypes), (2, 1),
+                              "Embedding dimension D")
+    if target_probs is None:
+        _checks.require_rank("targets", targets, 2, "[B, D]")
+        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (2, 1),
+                                  "Embedding dimension D")
+        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (1, 0),
+                                  "Batch size B")
+    else:
+        _checks.require_shape("target_probs", target_probs,
+                              (jnp.shape(anchors)[1], jnp.shape(prototypes)[0]), "[B, K]")
     _require_positive_if_concrete("temperature", temperature)
     _require_positive_if_concrete("sharpen_temperature", sharpen_temperature)
     _require_non_negative_int("sinkhorn_iters", sinkhorn_iters)
@@ -313,9 +377,10 @@ def msn_loss(
     else:
         _check_prior(prior, k)
 
+    if mean_probs is not None:
+        _checks.require_shape("mean_probs", mean_probs, (k,), "[K]")
     w = _l2_normalize(jnp.asarray(prototypes, jnp.float32))
     z = _l2_normalize(jnp.asarray(anchors, jnp.float32))
-    z_plus = _l2_normalize(jnp.asarray(targets, jnp.float32))
 
     # Anchor predictions p = softmax(cos(z, W) / tau)  (MSN prediction).
     # One [V*B, D] x [D, K] matmul: XLA:CPU ran the backward of the equivalent 3-D einsum ~1.4x
@@ -325,12 +390,12 @@ def msn_loss(
     log_p = jax.nn.log_softmax(anchor_logits, axis=-1)
     p = jnp.exp(log_p)
 
-    # Targets: sharpen(softmax(cos / tau), T) == softmax(cos / (tau T)) exactly; the fused form
-    # avoids underflowing probabilities before the power 1/T. Then Sinkhorn and stop-gradient.
-    target_logits = (z_plus @ w.T) / (temperature * sharpen_temperature)
-    q = sinkhorn(jax.nn.softmax(target_logits, axis=-1), num_iters=sinkhorn_iters,
-                 axis_name=axis_name)
-    q = jax.lax.stop_gradient(q)
+    if target_probs is None:
+        q = msn_targets(targets, prototypes, temperature=temperature,
+                        sharpen_temperature=sharpen_temperature, sinkhorn_iters=sinkhorn_iters,
+                        axis_name=axis_name)
+    else:
+        q = jax.lax.stop_gradient(jnp.asarray(target_probs, jnp.float32))
 
     n_anchor = _global_count(num_views * local_b, axis_name)
     n_target = _global_count(local_b, axis_name)
@@ -338,7 +403,12 @@ def msn_loss(
     cross_entropy = _global_sum(-jnp.sum(q[None] * log_p), axis_name) / n_anchor
     # p_bar: mean anchor prediction over views and the global batch (MSN mean-entropy term,
     # PMSN prior matching).
-    p_bar = _global_sum(jnp.sum(p, axis=(0, 1)), axis_name) / n_anchor
+    local_p_bar = _global_sum(jnp.sum(p, axis=(0, 1)), axis_name) / n_anchor
+    p_bar = local_p_bar
+    if mean_probs is not None:
+        # The larger batch's p_bar in value, this batch's in gradient: exact linearisation of R.
+        mean_probs = jnp.asarray(mean_probs, jnp.float32)
+        p_bar = local_p_bar + jax.lax.stop_gradient(mean_probs - local_p_bar)
     regularization = prior_matching_loss(
         p_bar, prior, direction=prior_direction, sort=sort_mean_probs
     )
@@ -351,5 +421,6 @@ def msn_loss(
         "regularization": regularization,
         "target_confidence": jax.lax.stop_gradient(target_confidence),
         "anchor_entropy": jax.lax.stop_gradient(anchor_entropy),
+        "mean_probs": jax.lax.stop_gradient(local_p_bar),
     }
     return loss, aux

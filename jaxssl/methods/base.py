@@ -1,18 +1,37 @@
 """What every method provides to the shared train step.
 
-A method owns its Flax modules and turns a batch of augmented views into ``(loss, aux)``. The train
-step owns everything else (augmentation, gradients, optimiser, EMA teacher), so methods stay small.
+A method owns its Flax modules and its part of one optimiser step; the step owns everything else
+(augmentation, micro-batching, gradients, optimiser, EMA teacher), so methods stay small. One step,
+with the batch split into ``n = train.grad_accum_steps`` equal micro-batches, calls:
 
-Batch statistics that feed EMA state (centres, cluster sizes) are returned as per-batch means in
-``aux["stats"]`` rather than folded in by the loss: the step averages them over micro-batches and
-calls :meth:`Method.update_state` once per optimiser step (METHODS.md section 0, gradient
-accumulation).
+1. :meth:`Method.draw` once: the step's shared randomness (CARP's partition, MSN's patch-drop
+   indices), so every micro-batch uses the same draw.
+2. :meth:`Method.teacher` on every micro-batch (no gradient), then :meth:`Method.targets` once on
+   the concatenated teacher outputs: targets, Sinkhorn, balancing and the statistics that feed
+   the EMA state (centres, cluster sizes) are computed over the WHOLE batch.
+3. :meth:`Method.loss` on every micro-batch, with the micro-batch's rows of the targets; the step
+   averages the losses and gradients. Per-sample means are thereby exact. A term R(p_bar) of a
+   batch mean p_bar (MSN's prior matching, CARP's uniformity) is not: the method returns its
+   micro-batch mean p_bar_m in ``aux["batch_means"]``, and when n > 1 the step first runs the
+   losses once without gradient to average them into the full-batch p_bar. The loss then uses
+   ``p_bar_m + stop_gradient(p_bar - p_bar_m)``: R is evaluated at the full-batch p_bar, and its
+   gradient dR/dp_bar there flows into the micro-batch's own mean. That is the exact
+   linearisation: micro-batch m minimises ``<stop_gradient(dR/dp_bar), p_bar_m> / n`` plus a
+   constant (the step averages the n losses), and since p_bar = (1/n) sum_m p_bar_m the summed
+   gradients are dR/dp_bar . d p_bar, the full-batch gradient, while the averaged losses report
+   R(p_bar), the full-batch value.
+4. :meth:`Method.regularizer` once (terms of the parameters alone, e.g. KoLeo-proto) and
+   :meth:`Method.update_state` once, from the full-batch statistics of step 2.
+
+BatchNorm is the exception: with n > 1 it normalises each micro-batch with that micro-batch's
+statistics, so models with BatchNorm give a (slightly) different loss under accumulation than one
+large batch.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +45,57 @@ def variables(params: Any, batch_stats: Any) -> dict:
     return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
 
 
+class Targets(NamedTuple):
+    """What :meth:`Method.targets` derives from the whole batch's teacher outputs.
+
+    Attributes:
+      per_sample: a pytree of arrays whose leading axis is the batch (row i belongs to image i);
+        each micro-batch's :meth:`Method.loss` receives its own rows of it.
+      stats: full-batch statistics for :meth:`Method.update_state` (e.g. the mean teacher
+        logits of DINO's centre, ExCB's assignment fractions).
+      metrics: scalar diagnostics of the whole batch, logged as they are.
+    """
+
+    per_sample: Any
+    stats: dict
+    metrics: dict
+
+
+class LossInputs(NamedTuple):
+    """Everything :meth:`Method.loss` sees of one micro-batch besides the student parameters.
+
+    Attributes:
+      views: the micro-batch's augmented views (``Views``, batch-first).
+      targets: the micro-batch's rows of :attr:`Targets.per_sample`.
+      batch_stats: the student's BatchNorm statistics before the step (``{}`` without BN).
+      method_state: the method's EMA state before the step.
+      hyper: this step's scheduled hyper-parameters (:func:`jaxssl.train.hyper.hyperparams`).
+      draws: this optimiser step's :meth:`Method.draw`, shared by every micro-batch.
+      key: this micro-batch's key (stochastic depth).
+      full_means: None, or the whole batch's value of every entry the loss reports in
+        ``aux["batch_means"]`` (read with :meth:`full_mean`).
+    """
+
+    views: Views
+    targets: Any
+    batch_stats: Any
+    method_state: dict
+    hyper: dict
+    draws: dict
+    key: jax.Array
+    full_means: dict | None = None
+
+    def full_mean(self, name: str) -> jax.Array | None:
+        """The whole batch's value of the batch mean ``name`` (None without accumulation)."""
+        return None if self.full_means is None else self.full_means[name]
+
+
 class Method(abc.ABC):
     """Interface of a pretraining method (DINO/iBOT, CARP, ExCB, MSN/PMSN).
 
     Subclasses set ``self.model``: a Flax module with a ``features`` method (the backbone), whose
-    parameter subtree ``prototype_module`` holds the prototype matrix.
+    parameter subtree ``prototype_module`` holds the prototype matrix, and implement
+    :meth:`teacher` and :meth:`loss` (see the module docstring for the order of the calls).
     """
 
     name: str = ""
@@ -54,23 +119,50 @@ class Method(abc.ABC):
         """The method's EMA state before the first step (default: none)."""
         return {}
 
+    def draw(self, key: jax.Array, views: Views) -> dict:
+        """Randomness shared by every micro-batch of one optimiser step (default: none).
+
+        ``views`` is the whole batch (only its shapes should matter)."""
+        del key, views
+        return {}
+
     @abc.abstractmethod
-    def loss(
-        self,
-        params: Any,
-        batch_stats: Any,
-        teacher_params: Any,
-        teacher_batch_stats: Any,
-        method_state: dict,
-        views: Views,
-        hyper: dict[str, jax.Array],
-        key: jax.Array,
-    ) -> tuple[jax.Array, dict]:
-        """Returns (loss, aux) with aux keys "metrics", "stats", "batch_stats",
-        "teacher_batch_stats"."""
+    def teacher(self, teacher_params: Any, teacher_batch_stats: Any, views: Views,
+                draws: dict) -> tuple[Any, Any]:
+        """The EMA teacher's forward pass on one micro-batch (no gradient is taken).
+
+        Returns ``(outputs, teacher_batch_stats)``: outputs a pytree of batch-first arrays (the
+        step concatenates the micro-batches' outputs in batch order), and the teacher's updated
+        BatchNorm statistics (``teacher_batch_stats`` itself without BN).
+        """
+
+    def targets(self, params: Any, teacher_outputs: Any, method_state: dict,
+                hyper: dict[str, jax.Array], draws: dict) -> Targets:
+        """Targets and EMA statistics from the WHOLE batch's teacher outputs (called once per
+        optimiser step, without gradient). Default: the outputs are the targets, no statistics."""
+        del params, method_state, hyper, draws
+        return Targets(teacher_outputs, {}, {})
+
+    @abc.abstractmethod
+    def loss(self, params: Any, inputs: LossInputs) -> tuple[jax.Array, dict]:
+        """The student's loss on one micro-batch: a mean over its samples, so that the average
+        over equal micro-batches is the full-batch loss.
+
+        Returns ``(loss, aux)``; aux holds ``"metrics"`` (scalar batch means), ``"batch_stats"``
+        (the student's updated BatchNorm statistics) and, for a loss with terms of batch means,
+        ``"batch_means"`` (this micro-batch's mean of each; the whole batch's come back through
+        ``inputs.full_mean(name)``).
+        """
+
+    def regularizer(self, params: Any) -> tuple[jax.Array, dict]:
+        """Loss terms of the parameters alone, added once per optimiser step (not once per
+        micro-batch): the weighted KoLeo-proto term by default. Returns ``(value, metrics)``."""
+        koleo, weight = koleo_term(self, params, self.config)
+        return weight * koleo, {"koleo_proto": koleo}
 
     def update_state(self, method_state: dict, stats: dict, hyper: dict) -> dict:
-        """Folds the step's averaged batch statistics into the EMA state (default: none)."""
+        """Folds the step's full-batch statistics (:attr:`Targets.stats`) into the EMA state
+        (default: none)."""
         del stats, hyper
         return method_state
 
@@ -95,6 +187,20 @@ class Method(abc.ABC):
 def flatten_views(x: jax.Array) -> jax.Array:
     """[B, V, ...] -> [B * V, ...] so one backbone call handles all views of one resolution."""
     return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
+
+
+def per_image(y: jax.Array, batch: int) -> jax.Array:
+    """[B * V, ...] (from :func:`flatten_views`) -> [B, V, ...], batch-first.
+
+    >>> per_image(jnp.arange(6), 3).tolist()
+    [[0, 1], [2, 3], [4, 5]]
+    """
+    return y.reshape((batch, y.shape[0] // batch) + y.shape[1:])
+
+
+def to_views_first(x: jax.Array) -> jax.Array:
+    """[B, V, ...] -> [V, B, ...], the losses' view-first layout."""
+    return jnp.swapaxes(x, 0, 1)
 
 
 def views_first(y: jax.Array, batch: int) -> jax.Array:

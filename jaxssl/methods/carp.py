@@ -1,8 +1,8 @@
 """CARP: consistent assignment over random partitions of the prototypes (METHODS.md section 4).
 
-Each step draws one permutation of the K prototypes from the replicated step key, so student,
-teacher and every device use the same partition. The head has no temperature and no L2
-normalisation: the norm of the projection acts as the temperature.
+Each optimiser step draws one permutation of the K prototypes from the replicated step key, so
+student, teacher, every micro-batch and every device use the same partition. The head has no
+temperature and no L2 normalisation: the norm of the projection acts as the temperature.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from jaxssl.methods.base import (
     Method,
     apply_with_stats,
     flatten_views,
-    koleo_term,
+    per_image,
+    to_views_first,
     views_first,
 )
 
@@ -38,13 +39,24 @@ class CARP(Method):
                           bottleneck_dim=h.bottleneck_dim, dtype=common.compute_dtype(config)),
         )
 
-    def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
-             views, hyper, key):
+    def draw(self, key, views):
+        # One partition per optimiser step, shared by every micro-batch (and every device).
         cfg = self.config
+        return {"partition": random_partition(key, cfg.head.num_prototypes, cfg.loss.block_size)}
+
+    def teacher(self, teacher_params, teacher_batch_stats, views, draws):
         b = views["global"].shape[0]
-        k_part, k_g, k_l = jax.random.split(key, 3)
-        xg = flatten_views(views["global"])
-        s_g, bs = apply_with_stats(self.model, params, batch_stats, xg, train=True,
+        t_g, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats,
+                                    flatten_views(views["global"]), train=True,
+                                    deterministic=True)
+        return per_image(t_g, b), tbs
+
+    def loss(self, params, inputs):
+        views = inputs.views
+        b = views["global"].shape[0]
+        k_g, k_l = jax.random.split(inputs.key)
+        s_g, bs = apply_with_stats(self.model, params, inputs.batch_stats,
+                                   flatten_views(views["global"]), train=True,
                                    deterministic=False, rng=k_g)
         student = [views_first(s_g, b)]
         if "local" in views:
@@ -52,13 +64,12 @@ class CARP(Method):
                 self.model, params, bs, flatten_views(views["local"]), train=True,
                 deterministic=False, rng=k_l)
             student.append(views_first(s_l, b))
-        t_g, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats, xg,
-                                    train=True, deterministic=True)
-        partition = random_partition(k_part, cfg.head.num_prototypes, cfg.loss.block_size)
-        loss, aux = carp_loss(jnp.concatenate(student, axis=0),
-                              jax.lax.stop_gradient(views_first(t_g, b)), partition,
-                              entropy_weight=hyper["entropy_weight"])
-        koleo, weight = koleo_term(self, params, cfg)
-        metrics = {"carp_loss": loss, "koleo_proto": koleo, **aux}
-        return loss + weight * koleo, {"metrics": metrics, "stats": {}, "batch_stats": bs,
-                                       "teacher_batch_stats": tbs}
+        # The uniformity term is a function of the batch-mean block distribution: under
+        # accumulation it is evaluated at the whole batch's mean (exact linearisation).
+        loss, aux = carp_loss(jnp.concatenate(student, axis=0), to_views_first(inputs.targets),
+                              inputs.draws["partition"],
+                              entropy_weight=inputs.hyper["entropy_weight"],
+                              mean_block_probs=inputs.full_mean("mean_block_probs"))
+        means = {"mean_block_probs": aux.pop("mean_block_probs")}
+        return loss, {"metrics": {"carp_loss": loss, **aux}, "batch_stats": bs,
+                      "batch_means": means}

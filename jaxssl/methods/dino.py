@@ -16,9 +16,11 @@ from jaxssl.losses.ibot import ibot_patch_loss, update_patch_center
 from jaxssl.methods import common
 from jaxssl.methods.base import (
     Method,
+    Targets,
     apply_with_stats,
     flatten_views,
-    koleo_term,
+    per_image,
+    to_views_first,
     views_first,
 )
 
@@ -53,29 +55,48 @@ class DINO(Method):
             state["patch_center"] = jnp.zeros((k,), jnp.float32)
         return state
 
-    def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
-             views, hyper, key):
-        cfg = self.config
+    def teacher(self, teacher_params, teacher_batch_stats, views, draws):
         glob = views["global"]
-        b, g = glob.shape[:2]
+        b = glob.shape[0]
         xg = flatten_views(glob)
-        k_g, k_l = jax.random.split(key)
-        stats = {}
-        if self.ibot:
-            mask = flatten_views(views["mask"])
-            (s_cls, s_patch), bs = apply_with_stats(
-                self.model, params, batch_stats, xg, train=True, deterministic=False, rng=k_g,
-                patches=True, mask=mask)
-            # The teacher: batch statistics as the student, but no stochastic depth (DINO).
+        # The teacher: batch statistics as the student, but no stochastic depth (DINO).
+        if self.ibot:  # the teacher sees the unmasked global views
             (t_cls, t_patch), tbs = apply_with_stats(
                 self.model, teacher_params, teacher_batch_stats, xg, train=True,
                 deterministic=True, patches=True)
+            return {"cls": per_image(t_cls, b), "patch": per_image(t_patch, b)}, tbs
+        t_cls, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats, xg,
+                                      train=True, deterministic=True)
+        return {"cls": per_image(t_cls, b)}, tbs
+
+    def targets(self, params, teacher_outputs, method_state, hyper, draws):
+        # The teacher logits are the targets (centred and sharpened per sample in the loss);
+        # the centres' batch means (eq. (4)) are over the whole batch, applied once per step.
+        teacher = to_views_first(teacher_outputs["cls"])
+        stats = {"center": update_center(jnp.zeros_like(method_state["center"]), teacher,
+                                         momentum=0.0)}
+        metrics = {"teacher_confidence": common.teacher_confidence(
+            teacher - method_state["center"], hyper["teacher_temp"])}
+        if self.ibot:
+            stats["patch_center"] = update_patch_center(
+                jnp.zeros_like(method_state["patch_center"]),
+                to_views_first(teacher_outputs["patch"]), momentum=0.0)
+        return Targets(teacher_outputs, stats, metrics)
+
+    def loss(self, params, inputs):
+        cfg = self.config
+        views, state = inputs.views, inputs.method_state
+        b = views["global"].shape[0]
+        xg = flatten_views(views["global"])
+        k_g, k_l = jax.random.split(inputs.key)
+        if self.ibot:
+            mask = flatten_views(views["mask"])
+            (s_cls, s_patch), bs = apply_with_stats(
+                self.model, params, inputs.batch_stats, xg, train=True, deterministic=False,
+                rng=k_g, patches=True, mask=mask)
         else:
-            s_cls, bs = apply_with_stats(self.model, params, batch_stats, xg, train=True,
+            s_cls, bs = apply_with_stats(self.model, params, inputs.batch_stats, xg, train=True,
                                          deterministic=False, rng=k_g)
-            t_cls, tbs = apply_with_stats(
-                self.model, teacher_params, teacher_batch_stats, xg, train=True,
-                deterministic=True)
         student = [views_first(s_cls, b)]
         if "local" in views:
             s_loc, bs = apply_with_stats(
@@ -83,34 +104,25 @@ class DINO(Method):
                 deterministic=False, rng=k_l)
             student.append(views_first(s_loc, b))
         student = jnp.concatenate(student, axis=0)
-        teacher = jax.lax.stop_gradient(views_first(t_cls, b))
-        temp = hyper["teacher_temp"]
+        teacher = to_views_first(inputs.targets["cls"])
+        temp = inputs.hyper["teacher_temp"]
 
-        # DINO eq. (1): H(softmax((t - c) / tau_t), softmax(s / tau_s)) over pairs s != t.
-        cls_loss = dino_loss(student, teacher, method_state["center"],
+        # DINO eq. (1): H(softmax((t - c) / tau_t), softmax(s / tau_s)) over pairs s != t, a mean
+        # over the samples.
+        cls_loss = dino_loss(student, teacher, state["center"],
                              student_temp=cfg.loss.student_temp, teacher_temp=temp)
         total = cls_loss
-        metrics = {"dino_loss": cls_loss,
-                   "teacher_confidence": common.teacher_confidence(
-                       teacher - method_state["center"], temp)}
-        # Batch mean of the teacher logits; the EMA is applied once per optimiser step.
-        stats["center"] = update_center(jnp.zeros_like(method_state["center"]), teacher,
-                                        momentum=0.0)
+        metrics = {"dino_loss": cls_loss}
         if self.ibot:
-            s_p = views_first(s_patch, b)  # [G, B, N, K]
-            t_p = jax.lax.stop_gradient(views_first(t_patch, b))
-            patch = ibot_patch_loss(s_p, t_p, views_first(mask, b), method_state["patch_center"],
-                                    student_temp=cfg.loss.student_temp, teacher_temp=temp)
+            # iBOT: per image the mean over its masked patches, then the mean over images: a
+            # per-sample mean as well.
+            patch = ibot_patch_loss(
+                views_first(s_patch, b), to_views_first(inputs.targets["patch"]),
+                views_first(mask, b), state["patch_center"],
+                student_temp=cfg.loss.student_temp, teacher_temp=temp)
             total = total + cfg.loss.patch_loss_weight * patch
             metrics["patch_loss"] = patch
-            stats["patch_center"] = update_patch_center(
-                jnp.zeros_like(method_state["patch_center"]), t_p, momentum=0.0)
-        koleo, weight = koleo_term(self, params, cfg)
-        total = total + weight * koleo
-        metrics["koleo_proto"] = koleo
-        del g
-        return total, {"metrics": metrics, "stats": stats, "batch_stats": bs,
-                       "teacher_batch_stats": tbs}
+        return total, {"metrics": metrics, "batch_stats": bs}
 
     def update_state(self, method_state, stats, hyper):
         m = self.config.loss.center_momentum

@@ -13,13 +13,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxssl.losses.excb import excb_loss
+from jaxssl.losses.excb import balance_similarities, excb_loss, update_cluster_sizes
 from jaxssl.methods import common
 from jaxssl.methods.base import (
     Method,
+    Targets,
     apply_with_stats,
     flatten_views,
-    koleo_term,
+    per_image,
+    to_views_first,
     variables,
     views_first,
 )
@@ -75,13 +77,34 @@ class ExCB(Method):
         k = self.config.head.num_prototypes  # cluster sizes start uniform, in the simplex
         return {"cluster_sizes": jnp.full((k,), 1.0 / k, jnp.float32)}
 
-    def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
-             views, hyper, key):
-        cfg = self.config.loss
+    def teacher(self, teacher_params, teacher_batch_stats, views, draws):
         b = views["global"].shape[0]
-        k_g, k_l = jax.random.split(key)
+        (t_sims, _), tbs = apply_with_stats(
+            self.model, teacher_params, teacher_batch_stats, flatten_views(views["global"]),
+            train=True, deterministic=True, with_predictor=False)
+        return per_image(t_sims, b), tbs
+
+    def targets(self, params, teacher_outputs, method_state, hyper, draws):
+        # The teacher similarities are the targets (balanced per sample in the loss with the
+        # sizes before the step). The assignment fractions f (Eq. 8) are over the whole batch;
+        # momentum 0 returns f itself, folded into the EMA once per step in update_state.
+        sizes = method_state["cluster_sizes"]
+        balanced = balance_similarities(to_views_first(teacher_outputs), sizes,
+                                        boost=self.config.loss.boost)
+        stats = {"cluster_sizes": update_cluster_sizes(sizes, balanced, momentum=0.0)}
+        # Size diagnostics of the EMA sizes the balancing uses.
+        rel = self.config.head.num_prototypes * sizes / jnp.sum(sizes)
+        metrics = {"min_relative_size": jnp.min(rel), "max_relative_size": jnp.max(rel),
+                   "empty_fraction": jnp.mean(rel < 0.01)}
+        return Targets(teacher_outputs, stats, metrics)
+
+    def loss(self, params, inputs):
+        cfg = self.config.loss
+        views = inputs.views
+        b = views["global"].shape[0]
+        k_g, k_l = jax.random.split(inputs.key)
         (direct, pred), bs = apply_with_stats(
-            self.model, params, batch_stats, flatten_views(views["global"]), train=True,
+            self.model, params, inputs.batch_stats, flatten_views(views["global"]), train=True,
             deterministic=False, rng=k_g)
         directs, preds = [views_first(direct, b)], [views_first(pred, b)]
         if "local" in views:
@@ -92,29 +115,19 @@ class ExCB(Method):
                 deterministic=False, rng=k_l, centroid_grad=False)
             directs.append(views_first(direct_l, b))
             preds.append(views_first(pred_l, b))
-        (t_sims, _), tbs = apply_with_stats(
-            self.model, teacher_params, teacher_batch_stats, flatten_views(views["global"]),
-            train=True, deterministic=True, with_predictor=False)
-        # momentum=0 makes aux["cluster_sizes"] the batch's assignment fractions f; the EMA
-        # c <- m c + (1 - m) f is applied once per optimiser step in update_state.
         # loss.excb_pairing "paper" puts the local direct projections in the loss (Algorithm 1);
         # "released" uses only the global ones (the loss ignores the local rows).
         loss, aux = excb_loss(
             jnp.concatenate(directs, axis=0), jnp.concatenate(preds, axis=0),
-            jax.lax.stop_gradient(views_first(t_sims, b)), method_state["cluster_sizes"],
-            student_temp=cfg.student_temp, teacher_temp=hyper["teacher_temp"], boost=cfg.boost,
-            momentum=0.0, pairing=cfg.excb_pairing)
-        stats = {"cluster_sizes": aux.pop("cluster_sizes")}
-        # aux's size diagnostics describe the momentum-0 "sizes" (one batch's fractions); report
-        # them for the EMA sizes the balancing actually used.
-        sizes = method_state["cluster_sizes"]
-        rel = self.config.head.num_prototypes * sizes / jnp.sum(sizes)
-        aux["min_relative_size"], aux["max_relative_size"] = jnp.min(rel), jnp.max(rel)
-        aux["empty_fraction"] = jnp.mean(rel < 0.01)
-        koleo, weight = koleo_term(self, params, self.config)
-        metrics = {"excb_loss": loss, "koleo_proto": koleo, **aux}
-        return loss + weight * koleo, {"metrics": metrics, "stats": stats, "batch_stats": bs,
-                                       "teacher_batch_stats": tbs}
+            to_views_first(inputs.targets), inputs.method_state["cluster_sizes"],
+            student_temp=cfg.student_temp, teacher_temp=inputs.hyper["teacher_temp"],
+            boost=cfg.boost, momentum=0.0, pairing=cfg.excb_pairing)
+        # The sizes and their diagnostics come from the whole batch (targets); aux's describe
+        # this micro-batch's momentum-0 "sizes".
+        for name in ("cluster_sizes", "min_relative_size", "max_relative_size",
+                     "empty_fraction"):
+            del aux[name]
+        return loss, {"metrics": {"excb_loss": loss, **aux}, "batch_stats": bs}
 
     def update_state(self, method_state, stats, hyper):
         m = self.config.loss.cluster_momentum

@@ -1,9 +1,9 @@
 """MSN (Assran et al. 2022) and PMSN (MSN with a power-law or any prior), METHODS.md section 5.
 
 Views: the teacher encodes global view 0 (the target). The student's anchors are global view 1 with
-a fraction of its patch tokens dropped (one random index set per batch, CLS kept) plus every local
-(focal) view. The prototype matrix is a free parameter of the student; targets use it too, under a
-stop-gradient, as in the MSN reference.
+a fraction of its patch tokens dropped (one random index set per optimiser step, CLS kept) plus
+every local (focal) view. The prototype matrix is a free parameter of the student; targets use it
+too, under a stop-gradient, as in the MSN reference.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxssl.losses.msn import msn_loss
+from jaxssl.losses.msn import msn_loss, msn_targets
 from jaxssl.methods import common
 from jaxssl.methods.base import (
     Method,
+    Targets,
     apply_with_stats,
     flatten_views,
-    koleo_term,
     variables,
     views_first,
 )
@@ -44,38 +44,56 @@ class MSN(Method):
         self.prior = make_prior(config)
         self.vit = common.is_vit(self.model.backbone)
 
-    def loss(self, params, batch_stats, teacher_params, teacher_batch_stats, method_state,
-             views, hyper, key):
+    def draw(self, key, views):
+        # One patch-drop index set per optimiser step, shared by every micro-batch.
         from jaxssl.data.masks import msn_keep_indices
 
+        drop = self.config.loss.patch_drop
+        if not (self.vit and drop > 0):
+            return {}
+        side = views["global"].shape[2] // self.model.backbone.patch_size
+        return {"keep_indices": msn_keep_indices(key, side * side, drop)}
+
+    def teacher(self, teacher_params, teacher_batch_stats, views, draws):
+        # The target view is global view 0, unmasked.
+        return apply_with_stats(self.model, teacher_params, teacher_batch_stats,
+                                views["global"][:, 0], train=True, deterministic=True)
+
+    def targets(self, params, teacher_outputs, method_state, hyper, draws):
+        # Sharpened targets, Sinkhorn-balanced over the whole batch, with the student's
+        # prototypes (stop-gradient), as in the MSN reference.
         cfg = self.config.loss
+        q = msn_targets(teacher_outputs, self.prototypes(params), temperature=cfg.student_temp,
+                        sharpen_temperature=cfg.sharpen_temperature,
+                        sinkhorn_iters=cfg.sinkhorn_iters)
+        return Targets(q, {}, {})
+
+    def loss(self, params, inputs):
+        cfg = self.config.loss
+        views = inputs.views
         glob = views["global"]
         b = glob.shape[0]
-        k_drop, k_a, k_l = jax.random.split(key, 3)
-        kwargs = {}
-        if self.vit and cfg.patch_drop > 0:
-            side = glob.shape[2] // self.model.backbone.patch_size
-            kwargs["keep_indices"] = msn_keep_indices(k_drop, side * side, cfg.patch_drop)
-        z_anchor, bs = apply_with_stats(self.model, params, batch_stats, glob[:, 1], train=True,
-                                        deterministic=False, rng=k_a, **kwargs)
+        k_a, k_l = jax.random.split(inputs.key)
+        drop = {k: v for k, v in inputs.draws.items() if k == "keep_indices"}
+        z_anchor, bs = apply_with_stats(self.model, params, inputs.batch_stats, glob[:, 1],
+                                        train=True, deterministic=False, rng=k_a, **drop)
         anchors = [z_anchor[None]]
         if "local" in views:
             z_loc, bs = apply_with_stats(self.model, params, bs, flatten_views(views["local"]),
                                          train=True, deterministic=False, rng=k_l)
             anchors.append(views_first(z_loc, b))
-        z_target, tbs = apply_with_stats(self.model, teacher_params, teacher_batch_stats,
-                                         glob[:, 0], train=True, deterministic=True)
+        # The prior-matching term is a function of the batch-mean prediction p_bar: under
+        # accumulation it is evaluated at the whole batch's p_bar (exact linearisation).
         loss, aux = msn_loss(
-            jnp.concatenate(anchors, axis=0), jax.lax.stop_gradient(z_target),
-            self.prototypes(params), temperature=cfg.student_temp,
-            sharpen_temperature=cfg.sharpen_temperature, sinkhorn_iters=cfg.sinkhorn_iters,
-            prior=self.prior, prior_direction=cfg.prior_direction,
-            regularization_weight=cfg.regularization_weight,
-            sort_mean_probs=cfg.sort_mean_probs)
-        koleo, weight = koleo_term(self, params, self.config)
-        metrics = {"msn_loss": loss, "koleo_proto": koleo, **aux}
-        return loss + weight * koleo, {"metrics": metrics, "stats": {}, "batch_stats": bs,
-                                       "teacher_batch_stats": tbs}
+            jnp.concatenate(anchors, axis=0), None, self.prototypes(params),
+            temperature=cfg.student_temp, sharpen_temperature=cfg.sharpen_temperature,
+            sinkhorn_iters=cfg.sinkhorn_iters, prior=self.prior,
+            prior_direction=cfg.prior_direction, regularization_weight=cfg.regularization_weight,
+            sort_mean_probs=cfg.sort_mean_probs, target_probs=inputs.targets,
+            mean_probs=inputs.full_mean("mean_probs"))
+        means = {"mean_probs": aux.pop("mean_probs")}
+        return loss, {"metrics": {"msn_loss": loss, **aux}, "batch_stats": bs,
+                      "batch_means": means}
 
     def assign(self, params, batch_stats, images):
         # The head returns projections; assignments are the nearest prototype by cosine.

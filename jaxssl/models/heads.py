@@ -157,6 +157,7 @@ class CARPHead(nn.Module):
     num_prototypes: int
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
+    use_bn: bool = True  # the paper's head; False gives a BatchNorm-free head (tests)
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -166,7 +167,7 @@ class CARPHead(nn.Module):
         z = MLP(
             hidden_dims=(self.hidden_dim, self.hidden_dim),
             out_dim=self.bottleneck_dim,
-            use_bn=True,
+            use_bn=self.use_bn,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
@@ -296,6 +297,7 @@ class MSNHead(nn.Module):
     num_prototypes: int = 1024
     hidden_dim: int = 2048
     out_dim: int = 256
+    use_bn: bool = True  # the paper's head; False gives a BatchNorm-free head (tests)
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -305,7 +307,7 @@ class MSNHead(nn.Module):
         z = MLP(
             hidden_dims=(self.hidden_dim, self.hidden_dim),
             out_dim=self.out_dim,
-            use_bn=True,
+            use_bn=self.use_bn,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,

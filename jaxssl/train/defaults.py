@@ -148,6 +148,8 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=128,  # global, across all devices and processes
         num_steps=1000,
         time_budget_s=0.0,  # > 0: fix num_steps from the measured step time (wall-clock budget)
+        # n > 1: n equal micro-batches whose gradients equal the whole batch's (BatchNorm, which
+        # normalises each micro-batch on its own, excepted; jaxssl/train/grads.py)
         grad_accum_steps=1,
         log_every=20,
         checkpoint_every=500,

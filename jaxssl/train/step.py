@@ -1,8 +1,9 @@
 """The one jitted, sharded train step shared by every method.
 
-In order: on-device photometric augmentation from the step key; the method's student and teacher
-forward passes and loss; gradients (summed over micro-batches); the optax update; the EMA teacher;
-the method-state update. Batch arrays are global ``jax.Array``s sharded over the mesh's ``data``
+In order: on-device photometric augmentation from the step key; the loss and gradients of the
+whole batch (:mod:`jaxssl.train.grads`: teacher pass, targets, the student's loss, summed over
+micro-batches with ``train.grad_accum_steps > 1``); the optax update; the EMA teacher; the
+method-state update. Batch arrays are global ``jax.Array``s sharded over the mesh's ``data``
 axis and the state is replicated, so GSPMD makes every batch statistic global.
 """
 
@@ -18,6 +19,7 @@ import optax
 from jaxssl.data.augment import ViewAugment, augment_views
 from jaxssl.methods.base import Method
 from jaxssl.train import optim
+from jaxssl.train.grads import make_grad_fn
 from jaxssl.train.state import TrainState, ema_update
 
 
@@ -57,17 +59,6 @@ def augment_batch(key: jax.Array, batch: dict, augments: tuple[tuple, tuple]) ->
     return views
 
 
-def _micro(tree: dict, i: int, n: int) -> dict:
-    """Micro-batch ``i`` of ``n``: rows i, i + n, ... (strided, so each device keeps its rows)."""
-    def take(x):
-        return x.reshape((x.shape[0] // n, n) + x.shape[1:])[:, i]
-    return jax.tree.map(take, tree)
-
-
-def _mean(trees: list):
-    return jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)
-
-
 def make_train_step(
     method: Method, config: ml_collections.ConfigDict, tx: optax.GradientTransformation
 ) -> Callable[[TrainState, dict, dict, jax.Array], tuple[TrainState, dict]]:
@@ -75,30 +66,19 @@ def make_train_step(
     donated. ``hyper`` is :func:`jaxssl.train.hyper.hyperparams` of the current step.
 
     With ``train.grad_accum_steps = n`` the batch is split into n micro-batches whose gradients
-    are averaged; centres, cluster sizes and BatchNorm statistics advance once, from the average
-    of the micro-batch statistics, and the EMA teacher once.
+    sum to the full batch's (:mod:`jaxssl.train.grads`; BatchNorm, which normalises each
+    micro-batch on its own, is the exception); centres, cluster sizes and BatchNorm statistics
+    advance once, and the EMA teacher once.
     """
     augments = view_augments(config)
-    n_micro = int(config.train.grad_accum_steps)
-
-    def loss_fn(params, state: TrainState, views, hyper, key):
-        return method.loss(params, state.batch_stats, state.teacher_params,
-                           state.teacher_batch_stats, state.method_state, views, hyper, key)
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    grad_fn = make_grad_fn(method, config)
 
     def train_step(state: TrainState, batch: dict, hyper: dict, key: jax.Array):
         key = jax.random.fold_in(key, state.step)
         k_aug, k_loss = jax.random.split(key)
         views = augment_batch(k_aug, batch, augments)
-        outs = []
-        for i in range(n_micro):
-            micro = views if n_micro == 1 else _micro(views, i, n_micro)
-            outs.append(grad_fn(state.params, state, micro, hyper,
-                                jax.random.fold_in(k_loss, i)))
-        loss = _mean([o[0][0] for o in outs])
-        aux = _mean([o[0][1] for o in outs])
-        grads = _mean([o[1] for o in outs])
+        out = grad_fn(state, views, hyper, k_loss)
+        loss, grads = out.loss, out.grads
 
         # While hyper["freeze_prototypes"] holds, the optimiser skips the prototype layer
         # entirely: no update and an untouched optimiser state (jaxssl.train.optim).
@@ -109,17 +89,17 @@ def make_train_step(
         updates, opt_state = tx.update(grads, opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         teacher = ema_update(state.teacher_params, params, hyper["ema_momentum"])
-        method_state = method.update_state(state.method_state, aux["stats"], hyper)
+        method_state = method.update_state(state.method_state, out.stats, hyper)
 
         metrics = {
             "loss": loss,
             "grad_norm": optax.tree_utils.tree_norm(grads),
-            **{k: jnp.asarray(v, jnp.float32) for k, v in aux["metrics"].items()},
+            **{k: jnp.asarray(v, jnp.float32) for k, v in out.metrics.items()},
             **{k: jnp.asarray(v, jnp.float32) for k, v in hyper.items()},
         }
         new_state = state.replace(
-            step=state.step + 1, params=params, batch_stats=aux["batch_stats"],
-            teacher_params=teacher, teacher_batch_stats=aux["teacher_batch_stats"],
+            step=state.step + 1, params=params, batch_stats=out.batch_stats,
+            teacher_params=teacher, teacher_batch_stats=out.teacher_batch_stats,
             opt_state=opt_state, method_state=method_state)
         return new_state, metrics
 

@@ -40,11 +40,12 @@ def _np_carp(student, teacher, partition, entropy_weight=1.0):
                     else:
                         consistency.append(-np.log(np.clip(np.dot(p, q), EPS, 1 - EPS)))
                         cross_agree.append(same)
-    entropy = []
+    entropy, p_bars = [], []
     for block in partition:
         dists = [_np_block_probs(x[v, b], block) for x in (student, teacher)
                  for v in range(x.shape[0]) for b in range(batch)]
         p_bar = np.mean(dists, axis=0)
+        p_bars.append(p_bar)
         entropy.append(np.log(len(block)) + sum(v * np.log(v) for v in p_bar if v > 0))
     for j in range(t_views):
         for b in range(batch):
@@ -59,6 +60,7 @@ def _np_carp(student, teacher, partition, entropy_weight=1.0):
         "agreement": float(np.mean(agree)),
         "cross_view_agreement": float(np.mean(cross_agree)),
         "mean_max_prob": float(np.mean(max_prob)),
+        "mean_block_probs": np.array(p_bars),
     }
 
 
@@ -120,7 +122,8 @@ def test_carp_loss_matches_explicit_loops():
     assert set(aux) == set(ref) - {"loss", "num_pairs"}
     for name, value in aux.items():
         assert value.dtype == jnp.float32, name
-        np.testing.assert_allclose(float(value), ref[name], rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(np.asarray(value), ref[name], rtol=1e-5, atol=1e-7,
+                                   err_msg=name)
 
 
 def test_carp_loss_eight_student_views_and_entropy_weight():
@@ -270,6 +273,7 @@ def _bad_cases():
         (dict(partition=part.reshape(3, 2)[:, :1]), "partition"),
         (dict(partition=part.astype(np.float32)), "partition"),
         (dict(entropy_weight=-1.0), "entropy_weight"),
+        (dict(mean_block_probs=np.full((3, 2), 0.5, np.float32)), "mean_block_probs"),
     ], dict(student_logits=s, teacher_logits=t, partition=part)
 
 
@@ -281,3 +285,30 @@ def test_carp_loss_value_errors(case):
     arrays = [args.pop(k) for k in ("student_logits", "teacher_logits", "partition")]
     with pytest.raises(ValueError, match=name):
         carp_loss(*arrays, **args)
+
+
+def test_carp_micro_batches_with_the_full_batch_mean_equal_the_full_batch():
+    """4 micro-batches of one batch, one partition, the whole batch's p_bar as mean_block_probs:
+    the mean of the losses and of their gradients equal the full-batch loss and gradient (exact
+    linearisation of the uniformity term); without it the entropy term differs."""
+    student, teacher, partition = _inputs(seed=4, s=4, t=2, b=8, k=12, block_size=4, scale=3.0)
+
+    def full(x):
+        return carp_loss(x, teacher, partition, entropy_weight=0.7)
+
+    (want, want_aux), want_g = jax.value_and_grad(full, has_aux=True)(student)
+    rows = np.arange(8).reshape(4, 2)
+    p_bar = np.mean([carp_loss(student[:, r], teacher[:, r], partition)[1]["mean_block_probs"]
+                     for r in rows], axis=0)
+    np.testing.assert_allclose(p_bar, want_aux["mean_block_probs"], rtol=1e-6)
+
+    def micro(x, r, mean):
+        return carp_loss(x[:, r], teacher[:, r], partition, entropy_weight=0.7,
+                         mean_block_probs=mean)[0]
+
+    got = np.mean([micro(student, r, p_bar) for r in rows])
+    got_g = sum(jax.grad(micro)(student, r, p_bar) for r in rows) / 4
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-5, atol=1e-9)
+    naive = np.mean([micro(student, r, None) for r in rows])
+    assert abs(naive - float(want)) > 1e-3

@@ -11,6 +11,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxssl.losses.msn import (
     msn_loss,
+    msn_targets,
     power_law_prior,
     prior_matching_loss,
     sharpen,
@@ -406,6 +407,10 @@ def test_msn_axis_name_matches_single_device(prior_kind):
         (lambda a, t, w: msn_loss(a, t, w, regularization_weight=-1.0),
          r"regularization_weight must be >= 0"),
         (lambda a, t, w: msn_loss(a[:0], t, w), r"anchors needs at least 1 views"),
+        (lambda a, t, w: msn_loss(a, None, w, target_probs=jnp.ones((15, 6)) / 6),
+         r"target_probs must have shape \(16, 6\)"),
+        (lambda a, t, w: msn_loss(a, t, w, mean_probs=jnp.ones(5) / 5),
+         r"mean_probs must have shape \(6,\)"),
         (lambda a, t, w: sinkhorn(a, num_iters=3), r"probs must have rank 2"),
         (lambda a, t, w: sinkhorn(t, num_iters=-2), r"num_iters.*>= 0, got -2"),
         (lambda a, t, w: sharpen(t, 0.0), r"temperature must be > 0"),
@@ -420,3 +425,50 @@ def test_value_errors(call, match):
     anchors, targets, protos = make_inputs(10)
     with pytest.raises(ValueError, match=match):
         call(anchors, targets, protos)
+
+
+# ------------------------------------------------------------------ micro-batches of one batch
+
+
+@pytest.mark.parametrize("sort", [False, True])
+def test_msn_micro_batches_with_full_batch_targets_and_mean_equal_the_full_batch(sort):
+    """Targets from msn_targets over the whole batch, each of 4 micro-batches its rows, and the
+    whole batch's p_bar as mean_probs: the mean of the 4 losses and of their gradients equal the
+    full-batch loss and gradient (exact linearisation of the prior-matching term); without
+    mean_probs they do not (the regulariser of a quarter batch differs)."""
+    anchors, targets, protos = make_inputs(6, v=3, b=16, d=8, k=6)
+    kw = dict(prior=power_law_prior(6, exponent=1.0), sort_mean_probs=sort)
+
+    def full(a, w):
+        return msn_loss(a, targets, w, **kw)
+
+    (want, want_aux), want_g = jax.value_and_grad(full, argnums=(0, 1), has_aux=True)(
+        anchors, protos)
+    q = msn_targets(targets, protos)
+    rows = np.arange(16).reshape(4, 4)
+    p_bar = np.mean([msn_loss(anchors[:, r], None, protos, target_probs=q[r], **kw)[1]
+                     ["mean_probs"] for r in rows], axis=0)
+    np.testing.assert_allclose(p_bar, want_aux["mean_probs"], rtol=1e-6)
+
+    def micro(a, w, r, mean_probs):
+        return msn_loss(a[:, r], None, w, target_probs=q[r], mean_probs=mean_probs, **kw)[0]
+
+    got = np.mean([micro(anchors, protos, r, p_bar) for r in rows])
+    grads = [jax.grad(micro, argnums=(0, 1))(anchors, protos, r, p_bar) for r in rows]
+    got_g = jax.tree.map(lambda *g: sum(g) / 4, *grads)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    chex.assert_trees_all_close(got_g, want_g, rtol=1e-5, atol=1e-8)
+    naive = np.mean([micro(anchors, protos, r, None) for r in rows])
+    assert abs(naive - float(want)) > 1e-3
+
+
+def test_msn_targets_equal_the_targets_msn_loss_uses():
+    anchors, targets, protos = make_inputs(7)
+    loss, _ = msn_loss(anchors, targets, protos, sinkhorn_iters=5)
+    q = msn_targets(targets, protos, sinkhorn_iters=5)
+    w = np_normalize(np.asarray(protos, np.float64))
+    t = np_normalize(np.asarray(targets, np.float64))
+    np.testing.assert_allclose(q, np_sinkhorn(np_softmax(t @ w.T / 0.025), 5), rtol=1e-4,
+                               atol=1e-7)
+    again, _ = msn_loss(anchors, None, protos, target_probs=q)
+    np.testing.assert_allclose(again, loss, rtol=1e-6)

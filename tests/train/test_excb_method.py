@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxssl.losses.excb import excb_loss
-from jaxssl.methods.base import flatten_views, variables, views_first
+from jaxssl.methods.base import LossInputs, flatten_views, variables, views_first
 from jaxssl.methods.registry import build_method
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.recipes import tiny
@@ -37,8 +37,13 @@ def _loss_fn(c, method, batch_stats, teacher, state):
     hyper = hyperparams(c, 0, 10)
 
     def loss(params, views):
-        return method.loss(params, batch_stats, teacher, batch_stats, state, views, hyper,
-                           jax.random.key(1))[0]
+        # One step's calls without accumulation: teacher pass, targets, the student's loss.
+        t_out, _ = method.teacher(teacher, batch_stats, views, {})
+        targets = method.targets(params, t_out, state, hyper, {})
+        return method.loss(params, LossInputs(
+            views=views, targets=jax.lax.stop_gradient(targets.per_sample),
+            batch_stats=batch_stats, method_state=state, hyper=hyper, draws={},
+            key=jax.random.key(1)))[0]
 
     return jax.jit(jax.value_and_grad(loss))
 

@@ -1,10 +1,10 @@
 """Stochastic depth in the train step: the student is stochastic, the EMA teacher is not.
 
 Every method runs a depth-2 ViT whose second block has drop-path rate 0.5 (rates are linear from
-0 over depth, so depth 1 would have none). The forward passes inside ``Method.loss`` are recorded
-by wrapping the method module's ``apply_with_stats``; teacher calls are recognised by their
-parameters (the teacher's tree), not by the flags the method passes, so a method that forgot to
-make its teacher deterministic fails here.
+0 over depth, so depth 1 would have none). The forward passes of ``Method.teacher`` and
+``Method.loss`` are recorded by wrapping the method module's ``apply_with_stats``; teacher calls
+are recognised by their parameters (the teacher's tree), not by the flags the method passes, so a
+method that forgot to make its teacher deterministic fails here.
 """
 
 import jax
@@ -45,8 +45,9 @@ def _batch(config, batch_size=8, seed=0):
 
 
 def _forward_passes(monkeypatch, method_name, drop_path_rate, keys):
-    """Runs ``Method.loss`` once per key (same params, views) and returns, per key, the lists of
-    teacher and student outputs of every forward pass, in call order."""
+    """Runs a step's teacher pass and ``Method.loss`` once per key (same params, views) and
+    returns, per key, the lists of teacher and student outputs of every forward pass, in call
+    order."""
     import importlib
 
     c = _config(method_name, drop_path_rate)
@@ -63,11 +64,17 @@ def _forward_passes(monkeypatch, method_name, drop_path_rate, keys):
 
     monkeypatch.setattr(module, "apply_with_stats", spy)
     runs = []
+    hyper = hyperparams(c, 0, 10)
     for key in keys:
         calls.clear()
-        loss, _ = m.loss(state.params, state.batch_stats, state.teacher_params,
-                         state.teacher_batch_stats, state.method_state, views,
-                         hyperparams(c, 0, 10), key)
+        # One optimiser step's calls (jaxssl.train.grads without the gradient): the step's
+        # draws (fixed here), the teacher pass and targets, then the student's loss with the key.
+        draws = m.draw(jax.random.key(9), views)
+        t_out, _ = m.teacher(state.teacher_params, state.teacher_batch_stats, views, draws)
+        targets = m.targets(state.params, t_out, state.method_state, hyper, draws)
+        loss, _ = m.loss(state.params, base.LossInputs(
+            views=views, targets=targets.per_sample, batch_stats=state.batch_stats,
+            method_state=state.method_state, hyper=hyper, draws=draws, key=key))
         assert np.isfinite(float(loss))
         runs.append(([o for t, o in calls if t], [o for t, o in calls if not t]))
     return runs, (m, state, views)
