@@ -15,8 +15,10 @@ Each recipe runs in a subprocess with one CPU device (the test session has 8 fak
 batch 2 cannot be split over 8). The subprocess inherits the persistent XLA compilation cache of
 ``conftest.py``, so the resuming ``train()`` call, whose step is the same program, reads the
 compiled step from the cache instead of compiling it again. Compiling the train step is most of
-the cost (measured on a 2-core machine: ~35 CPU-s per ViT-S/16 recipe, against ~4 CPU-s per
-step at batch 2); ``-s`` prints every recipe's timings in wall and CPU seconds.
+the cost (measured on a 2-core machine with a cold cache: 30-45 CPU-s per recipe, against
+3.5-7.5 CPU-s per step at batch 2, 26 with the K = 65536 KoLeo term of DINO + KoLeo; the whole
+file ~15 CPU-minutes, 4-5.5 GB peak memory per subprocess); ``-s`` prints every recipe's
+timings in wall and CPU seconds.
 
 Run it yourself: ``python -m pytest tests/train/test_paper_recipes.py -s``, or for chosen
 recipes ``python tests/train/test_paper_recipes.py configs/dino_vits16_imagenet.py``.
@@ -94,11 +96,17 @@ def smoke_config(recipe: str, data_dir: str):
     return config
 
 
-def _timed_steps(loop_lib, timings: dict) -> None:
-    """Wraps the loop's step factory to time tracing, compilation and every step, in wall and
-    process-CPU seconds (CPU time is what a shared 2-core CI machine pays)."""
+_TIMINGS: dict = {}  # the running recipe's timings, filled by the wrapped step factory
+
+
+def _time_steps(loop_lib) -> None:
+    """Wraps the loop's step factory (once per process) to time tracing, compilation and every
+    step into ``_TIMINGS``, as [wall, process-CPU] seconds (CPU time is what a shared 2-core CI
+    machine pays)."""
     import jax
 
+    if getattr(loop_lib.make_train_step, "timed", False):
+        return
     make_step = loop_lib.make_train_step
 
     def clock():
@@ -114,21 +122,22 @@ def _timed_steps(loop_lib, timings: dict) -> None:
         def timed(*a):
             t = clock()
             out = jax.block_until_ready(step_fn(*a))
-            timings["step"].append(since(t))
+            _TIMINGS["step"].append(since(t))
             return out
 
         def lower(*a):  # the loop compiles through step_fn.lower(...).compile()
             t = clock()
             lowered = step_fn.lower(*a)
-            timings["trace"].append(since(t))
+            _TIMINGS["trace"].append(since(t))
             t = clock()
             compiled = lowered.compile()
-            timings["compile"].append(since(t))
+            _TIMINGS["compile"].append(since(t))
             return type("Lowered", (), {"compile": lambda self: compiled})()
 
         timed.lower = lower
         return timed
 
+    timed_make_step.timed = True
     loop_lib.make_train_step = timed_make_step
 
 
@@ -138,8 +147,8 @@ def run_recipe(recipe: str, workdir: str, data_dir: str) -> dict:
     from jaxssl.train import loop as loop_lib
     from jaxssl.train.checkpoint import Checkpointer
 
-    timings = {"trace": [], "compile": [], "step": []}
-    _timed_steps(loop_lib, timings)
+    _TIMINGS.update(trace=[], compile=[], step=[])
+    _time_steps(loop_lib)
     config = smoke_config(recipe, data_dir)
     t0, c0 = time.perf_counter(), time.process_time()
     first = loop_lib.train(config, workdir, stop_after=FIRST_STOP)
@@ -156,7 +165,7 @@ def run_recipe(recipe: str, workdir: str, data_dir: str) -> dict:
         "drop_path_rate": config.model.drop_path_rate,
         # [wall, CPU] seconds; "trace"/"compile" have one entry per train() call.
         "seconds": {"first_call": [round(t1 - t0, 2), round(c1 - c0, 2)],
-                    "resume_call": [round(t2 - t1, 2), round(c2 - c1, 2)], **timings},
+                    "resume_call": [round(t2 - t1, 2), round(c2 - c1, 2)], **_TIMINGS},
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
 
