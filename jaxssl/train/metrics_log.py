@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from jaxssl.output_paths import atomic_write
+
 
 class MetricsLogger:
     """Writes ``<workdir>/metrics.jsonl`` and TensorBoard events in ``<workdir>/tensorboard``.
@@ -122,10 +124,11 @@ def drop_rows_after(path: str, step: int) -> int:
             kept.append(line if line.endswith("\n") else line + "\n")
     if len(kept) == len(lines) and all(line.endswith("\n") for line in lines):
         return 0
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
     return len(lines) - len(kept)

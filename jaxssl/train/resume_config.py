@@ -33,6 +33,8 @@ from typing import Any
 
 import ml_collections
 
+from jaxssl.output_paths import atomic_write
+
 SAFE_FIELDS = frozenset({
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.progress",
     "train.online_knn_every", "train.online_knn_train_size", "train.online_knn_test_size",
@@ -231,8 +233,9 @@ def record_config(workdir: str, config: ml_collections.ConfigDict, *, step: int 
             kept = f"config.{step}.{n}.json"
         os.replace(path, os.path.join(workdir, kept))
     if changes or not os.path.exists(path) or step is None:
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        os.replace(tmp, path)
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(config.to_json_best_effort(indent=2))
+
+        atomic_write(path, write)
     return kept
