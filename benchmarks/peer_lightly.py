@@ -450,10 +450,10 @@ class PeerStep:
 
     Holds the EMA teacher (an exact copy of ``student`` at the start, as jaxssl), AdamW (decay on
     rank >= 2 parameters, as ``jaxssl.train.optim.decay_mask``) and the loss. Calling it with a
-    batch of uint8 crops and the step index returns the loss and the seconds spent in each of
-    :attr:`PHASES`: photometric augmentation; student and teacher forward and the loss; backward;
-    gradient clipping, AdamW and the EMA teacher. The schedules' scalars are read first, outside
-    the phases.
+    batch of uint8 crops and the step index returns the loss and, for each of :attr:`PHASES`,
+    the (wall, process CPU) seconds it took: photometric augmentation; student and teacher forward
+    and the loss; backward; gradient clipping, AdamW and the EMA teacher. The schedules' scalars
+    are read first, outside the phases.
     """
 
     PHASES = ("augment", "forward", "backward", "update")
@@ -503,21 +503,22 @@ class PeerStep:
         return self.loss_fn(torch.cat(anchors), target, prototypes=student.head.prototypes,
                             target_sharpen_temperature=lc.sharpen_temperature)
 
-    def __call__(self, batch: dict[str, np.ndarray], step: int) -> tuple[float, dict[str, float]]:
+    def __call__(self, batch: dict[str, np.ndarray],
+                 step: int) -> tuple[float, dict[str, tuple[float, float]]]:
         from jaxssl.train.hyper import hyperparams
 
         h = hyperparams(self.config, step, self.total_steps)
         opt = self.opt
         opt.param_groups[0]["lr"] = opt.param_groups[1]["lr"] = float(h["learning_rate"])
         opt.param_groups[0]["weight_decay"] = float(h["weight_decay"])
-        marks = [time.perf_counter()]
+        marks = [(time.perf_counter(), time.process_time())]
         views = augment(batch, self.augments, self.gen)
-        marks.append(time.perf_counter())
+        marks.append((time.perf_counter(), time.process_time()))
         loss = self._loss(views, h)
-        marks.append(time.perf_counter())
+        marks.append((time.perf_counter(), time.process_time()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        marks.append(time.perf_counter())
+        marks.append((time.perf_counter(), time.process_time()))
         if bool(h["freeze_prototypes"]):
             self.student.head.prototypes.grad.zero_()
         clip = float(self.config.optim.grad_clip)
@@ -527,8 +528,9 @@ class PeerStep:
         with torch.no_grad():  # theta_t <- m theta_t + (1 - m) theta_s
             torch._foreach_lerp_(self.t_params, self.s_params, 1.0 - float(h["ema_momentum"]))
         value = loss.item()
-        marks.append(time.perf_counter())
-        return value, {p: b - a for p, a, b in zip(self.PHASES, marks, marks[1:])}
+        marks.append((time.perf_counter(), time.process_time()))
+        return value, {p: (b[0] - a[0], b[1] - a[1])
+                       for p, a, b in zip(self.PHASES, marks, marks[1:])}
 
 
 def train(args: argparse.Namespace, config: ml_collections.ConfigDict, student: Net,

@@ -47,6 +47,8 @@ SIDES = ("jaxssl", "torch")  # A, B: the order of the blocks in every round
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_speed_worker.py")
 SUMMARY_HEADER = ("| threads | framework | median ms | p10 ms | p90 ms | images/s | CPU ms "
                   "(median) | cores used | steps |")
+BREAKDOWN_HEADER = ("| part | jaxssl ms | torch ms | jaxssl / torch | jaxssl CPU ms | torch CPU ms "
+                    "| CPU jaxssl / torch |")
 
 
 class Worker:
@@ -133,19 +135,28 @@ def summarise(steps: list, batch: int) -> dict[str, float]:
 
 
 def breakdown_rows(setting: dict[str, Any], summary: dict[str, dict]) -> list[tuple]:
-    """(phase, jaxssl ms, torch ms) for augmentation, forward, backward, update, whole step."""
-    med = lambda xs: 1e3 * statistics.median(xs)
+    """(part, jaxssl (wall, CPU) ms, torch (wall, CPU) ms) for augmentation, forward, backward,
+    update and the whole step: medians; jaxssl's backward is the median of the per-repetition
+    differences (forward + backward) - forward, its update the whole step's median minus the
+    medians of augmentation and forward + backward."""
+    def med(pairs: list, i: int) -> float:
+        return 1e3 * statistics.median(p[i] for p in pairs)
+
     jb = setting["breakdown"]["jaxssl"]
-    aug, fwd, fb = med(jb["augment"]), med(jb["forward"]), med(jb["forward+backward"])
-    bwd = med([b - a for a, b in zip(jb["forward"], jb["forward+backward"])])
-    whole = summary["jaxssl"]["median_ms"]
-    torch_phase = lambda p: med([s[2][p] for s in setting["steps"]["torch"]])
-    return [("photometric augmentation", aug, torch_phase("augment")),
-            ("forward (student + teacher + loss)", fwd, torch_phase("forward")),
-            ("backward", bwd, torch_phase("backward")),
-            ("update (clip + AdamW + EMA; jaxssl: step - aug - fwd+bwd)", whole - aug - fb,
-             torch_phase("update")),
-            ("whole step (median of the rounds)", whole, summary["torch"]["median_ms"])]
+    diff = [[b[i] - a[i] for i in (0, 1)] for a, b in zip(jb["forward"], jb["forward+backward"])]
+    j = {k: (med(v, 0), med(v, 1)) for k, v in {**jb, "backward": diff}.items()}
+    sj = summary["jaxssl"]
+    whole = (sj["median_ms"], sj["cpu_median_ms"])
+    rest = tuple(whole[i] - j["augment"][i] - j["forward+backward"][i] for i in (0, 1))
+    t_steps = setting["steps"]["torch"]
+    t = {p: (med([s[2][p] for s in t_steps], 0), med([s[2][p] for s in t_steps], 1))
+         for p in ("augment", "forward", "backward", "update")}
+    st = summary["torch"]
+    return [("photometric augmentation", j["augment"], t["augment"]),
+            ("forward (student + teacher + loss)", j["forward"], t["forward"]),
+            ("backward", j["backward"], t["backward"]),
+            ("update (clip + AdamW + EMA; jaxssl: step - aug - fwd+bwd)", rest, t["update"]),
+            ("whole step (median of the rounds)", whole, (st["median_ms"], st["cpu_median_ms"]))]
 
 
 def machine() -> dict[str, Any]:
@@ -192,10 +203,10 @@ def render(result: dict[str, Any]) -> str:
                      f"{min(loads):.2f}-{max(loads):.2f} |")
     for s in result["settings"]:
         if s.get("breakdown_rows"):
-            lines += ["", f"Breakdown, {s['threads']} thread(s), median ms:", "",
-                      "| part | jaxssl | torch | jaxssl / torch |", "|---|---|---|---|"]
-            lines += [f"| {p} | {j:.1f} | {t:.1f} | {j / t:.2f} |"
-                      for p, j, t in s["breakdown_rows"]]
+            lines += ["", f"Breakdown, {s['threads']} thread(s), median ms (wall, then "
+                      "process CPU time):", "", BREAKDOWN_HEADER, "|" + "---|" * 7]
+            lines += [f"| {p} | {j[0]:.1f} | {t[0]:.1f} | {j[0] / t[0]:.2f} | {j[1]:.1f} | "
+                      f"{t[1]:.1f} | {j[1] / t[1]:.2f} |" for p, j, t in s["breakdown_rows"]]
     lines += ["", "Rounds (median ms of each block; load average 1 min before the jaxssl block "
               "and after the torch block):", "",
               "| threads | round | jaxssl | torch | ratio | load before | load after |",

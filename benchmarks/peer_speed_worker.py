@@ -17,11 +17,12 @@ the wall time, which peer_speed's test checks.
 
 Protocol: one JSON object per line. The worker writes ``{"ready": {...}}`` once it has built the
 model, compiled (jaxssl) and run ``--warmup`` steps; then answers each request read from stdin:
-``{"cmd": "run", "steps": k}`` -> ``{"steps": [[wall_s, cpu_s, {phase: s}], ...]}`` (k steps,
-each timed alone: per-step wall clock with ``time.perf_counter`` and process CPU time, which
-counts every thread, with ``time.process_time``); ``{"cmd": "breakdown", "reps": r}`` ->
-``{"breakdown": {phase: [s, ...]}}``; ``{"cmd": "quit"}``. Anything the libraries print goes to
-stderr, so stdout carries only the protocol.
+``{"cmd": "run", "steps": k}`` -> ``{"steps": [[wall_s, cpu_s, phases], ...]}`` (k steps, each
+timed alone: per-step wall clock with ``time.perf_counter`` and process CPU time, which counts
+every thread, with ``time.process_time``; ``phases``: torch's ``{phase: [wall_s, cpu_s]}``,
+jaxssl's ``{}``); ``{"cmd": "breakdown", "reps": r}`` -> ``{"breakdown": {part: [[wall_s, cpu_s],
+...]}}``; ``{"cmd": "quit"}``. Anything the libraries print goes to stderr, so stdout carries
+only the protocol.
 
 Both sides train on the same random grayscale uint8 crops (the recipe's view layout; values do
 not change the time of any op here), cycled, so the host crop pipeline -- shared by the two and
@@ -126,7 +127,7 @@ class JaxSide:
         self.info = {"jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
                      "params": sum(x.size for x in jax.tree.leaves(self.state.params))}
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, list[float]]:
         """One step of the train loop; no phases (one fused XLA program)."""
         hyper = self.hyperparams(self.config, self.step, SCHEDULE_STEPS)
         self.state, metrics = self.step_fn(self.state, self.batches[self.step % NUM_BATCHES],
@@ -135,10 +136,11 @@ class JaxSide:
         self.step += 1
         return {}
 
-    def breakdown(self, reps: int) -> dict[str, list[float]]:
-        """Seconds of the step's parts, each jitted alone and timed ``reps`` times (after one
-        compiling call): augmentation, forward (teacher, targets, student loss), forward +
-        backward. The backward and the rest (optimiser, EMA, method state) are differences."""
+    def breakdown(self, reps: int) -> dict[str, list[list[float]]]:
+        """[wall, CPU] seconds of the step's parts, each jitted alone and timed ``reps`` times
+        (after one compiling call): augmentation, forward (teacher, targets, student loss),
+        forward + backward. The backward and the rest (optimiser, EMA, method state) are
+        differences."""
         jax = self.jax
         hyper = self.hyperparams(self.config, self.step, SCHEDULE_STEPS)
         batch = {k: jax.numpy.asarray(v) for k, v in self.batches[0].items()}
@@ -147,13 +149,13 @@ class JaxSide:
             "augment": lambda: self.augment(self.key, batch),
             "forward": lambda: self.forward(self.state, views, hyper, self.key),
             "forward+backward": lambda: self.grads(self.state, views, hyper, self.key)}
-        out: dict[str, list[float]] = {name: [] for name in parts}
+        out: dict[str, list[list[float]]] = {name: [] for name in parts}
         for rep in range(reps + 1):
             for name, fn in parts.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 jax.block_until_ready(fn())
                 if rep:  # the first call compiles
-                    out[name].append(time.perf_counter() - t0)
+                    out[name].append([time.perf_counter() - t0, time.process_time() - c0])
         return out
 
 
@@ -181,12 +183,13 @@ class TorchSide:
                      "loss": self.peer.loss_source,
                      "params": sum(p.numel() for p in student.parameters())}
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, list[float]]:
+        """One step; its phases' [wall, CPU] seconds."""
         _, phases = self.peer(self.batches[self.step % NUM_BATCHES], self.step)
         self.step += 1
         return phases
 
-    def breakdown(self, reps: int) -> dict[str, list[float]]:
+    def breakdown(self, reps: int) -> dict[str, list[list[float]]]:
         """Nothing extra: the phases come with every timed step."""
         return {}
 

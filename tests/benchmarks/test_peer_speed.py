@@ -128,9 +128,10 @@ def test_end_to_end_tiny_interleaved_run_prints_well_formed_tables(tmp_path):
     ratio = table(lines, "| threads | jaxssl time / torch time")
     np.testing.assert_allclose(float(ratio[0][1]), medians["jaxssl"] / medians["torch"],
                                rtol=0.02, atol=0.01)
-    parts = table(lines, "| part | jaxssl | torch |")
+    parts = table(lines, peer_speed.BREAKDOWN_HEADER)
     assert len(parts) == 5 and parts[-1][0].startswith("whole step")
-    assert all(float(p[2]) > 0 for p in parts)  # torch's phases are timed inside each step
+    assert all(float(p[2]) > 0 and float(p[5]) >= 0 for p in parts)  # torch's phases, timed
+    assert float(parts[-1][1]) == float(summary[0][2])  # whole step: the rounds' median
     assert len(table(lines, "| threads | round |")) == rounds
 
     result = json.loads(out.read_text())
