@@ -11,16 +11,11 @@ Trainer contract::
     #  "label": int32 [GB], "index": int64 [GB]}
 
 Iterator state goes into the same orbax ``CheckpointManager`` step as the train state, as a
-``Composite`` item built with ``iterator_save_args(it)`` / ``iterator_restore_args(it)`` (see
-``jaxssl.data.checkpoint``).
+``Composite`` item ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (see
+``jaxssl.train.checkpoint``).
 """
 
 from jaxssl.data.augment import ViewAugment, augment_views, normalize_images
-from jaxssl.data.checkpoint import (
-    iterator_checkpoint_handler,
-    iterator_restore_args,
-    iterator_save_args,
-)
 from jaxssl.data.config import default_data_config, validate_data_config
 from jaxssl.data.delivery import to_global_batch
 from jaxssl.data.long_tail import LongTailSource, long_tail_counts
@@ -38,9 +33,6 @@ __all__ = [
     "DatasetSpec",
     "LongTailSource",
     "default_data_config",
-    "iterator_checkpoint_handler",
-    "iterator_restore_args",
-    "iterator_save_args",
     "long_tail_counts",
     "make_eval_iterator",
     "make_source",
