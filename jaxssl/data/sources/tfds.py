@@ -57,6 +57,7 @@ def parse_example(record: bytes, keys: tuple[str, ...]) -> dict:
     >>> parse_example(ex.SerializeToString(), ("label",))
     {'label': 7}
     """
+    # Lazy on purpose: tensorflow_datasets takes seconds to import and only TFDS specs need it.
     from tensorflow_datasets.proto import tf_example_pb2
 
     example = tf_example_pb2.Example.FromString(record)
@@ -101,7 +102,7 @@ class TfdsSource:
             "needs TensorFlow, on any machine) and point data_dir or TFDS_DATA_DIR at it."
         )
         try:
-            import tensorflow_datasets as tfds
+            import tensorflow_datasets as tfds  # lazy on purpose: slow, needed by TFDS specs only
 
             builder = tfds.builder(name, data_dir=data_dir)
             splits = set(builder.info.splits.keys())
