@@ -9,6 +9,10 @@ Protocols (METHODS.md section 6): weighted k-NN (``knn_classify``), linear probe
 protocols on it (``jaxssl.eval.cli``).
 """
 
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)
+
 from jaxssl.eval.cluster_metrics import (
     adjusted_rand_index,
     cluster_scores,
