@@ -1,6 +1,6 @@
 """jaxssl.eval: frozen-feature evaluation and prototype / cluster diagnostics.
 
-Protocols (METHODS.md section 6): weighted k-NN (``knn_classify``), linear probe
+Protocols (docs/methods.md §6): weighted k-NN (``knn_classify``), linear probe
 (``linear_probe``), few-shot logistic regression (``few_shot``), k-means clustering scores
 (``kmeans_cluster_scores``); diagnostics for partial prototype collapse
 (``unique_prototype_counts``, ``nn_distance_histogram``) and ExCB cluster balance

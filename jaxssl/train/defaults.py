@@ -15,7 +15,7 @@ def view_augment(
     jitter_prob: float = 0.8, grayscale_prob: float = 0.2, blur_sigma=(0.1, 2.0),
     strength: float = 1.0,
 ) -> ml_collections.ConfigDict:
-    """Photometric augmentation of one view (METHODS.md section 0); ``strength`` scales the jitter.
+    """Photometric augmentation of one view (docs/methods.md §0); ``strength`` scales the jitter.
 
     >>> view_augment(blur_prob=1.0).blur_prob
     1.0
@@ -120,7 +120,7 @@ def base_config() -> ml_collections.ConfigDict:
         global1=view_augment(blur_prob=1.0),
         global2=view_augment(blur_prob=0.1, solarize_prob=0.2),
         local=view_augment(blur_prob=0.5),
-        # ExCB's released code inverts the blur probabilities (METHODS.md section 3 decision).
+        # ExCB's released code inverts the blur probabilities (docs/methods.md §3).
         released_excb_blur=False,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
