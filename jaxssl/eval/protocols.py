@@ -158,7 +158,7 @@ def two_view_agreement(pre: Pretrained, spec: str, split: str, *, num_images: in
     Each image gets two global views cut and augmented exactly as in training (host crops of
     ``config.data.global_crops``, then the configured photometric augmentation of global views
     1 and 2 on device); the result is the fraction of images whose two views pick the same
-    prototype (docs/methods.md §3, view agreement). None for a method
+    prototype (docs/methods.md: "agreement of the arg-max between two views"). None for a method
     without prototypes.
     """
     from jaxssl.data.pipeline import make_train_iterator
