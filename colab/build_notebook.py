@@ -33,7 +33,7 @@ PARAMETERS = """\
 SMALL = True  # a ~1 minute CPU run; False: the 2-core-CPU Fashion-MNIST recipe, ~5 minutes
 METHOD = "excb"  # any of: dino, excb, carp, msn (PMSN: msn with config.loss.prior="power_law")
 WORKDIR = "workdirs/colab_quickstart"
-FMNIST = "/usr/share/datasets/fashion-mnist"  # IDX .gz files; downloaded when absent
+FMNIST = None  # a folder with the Fashion-MNIST IDX .gz files; None: Debian's copy or the cache
 SEED = 0"""
 
 INSTALL = """\
@@ -119,30 +119,31 @@ for name, prior in [("uniform", losses.uniform_prior(K)), ("power law", losses.p
 DATA_MD = """\
 ## Data
 
-Fashion-MNIST from `FMNIST` when its four IDX files are there (Debian's `dataset-fashion-mnist`);
-otherwise jaxssl downloads the official files (SHA-256 checked) into `~/.cache/jaxssl`. Only when
-the machine is offline does the notebook fall back to a synthetic 10-class set (class templates
-plus noise), and it prints that it did. A subset is used when `SMALL`. The images are written as
-`.npz` files and read through jaxssl's `npz:` dataset spec."""
+Fashion-MNIST through jaxssl's `load_idx_split`, the loader the trainer uses: from `FMNIST` when
+it holds the four IDX files, else Debian's `dataset-fashion-mnist` or an earlier download in
+`~/.cache/jaxssl`, else the official files are downloaded there (kept only with their official
+SHA-256). Only when the machine is offline does the notebook fall back to a synthetic 10-class set
+(class templates plus noise), and it prints that it did; a download that is not the official file
+stops the notebook. A subset is used when `SMALL`. The images are written as `.npz` files and read
+through jaxssl's `npz:` dataset spec."""
 
 DATA = """\
 import numpy as np
 
-from jaxssl.data.sources.fashion_mnist_download import OFFICIAL_FILES, download_fashion_mnist
 from jaxssl.data.sources.idx import load_idx_split
 
 DATA_DIR = f"{WORKDIR}_data"
 os.makedirs(DATA_DIR, exist_ok=True)
 rng = np.random.default_rng(SEED)
+n_train, n_test = (4000, 1000) if SMALL else (60000, 10000)
 
 
-def fashion_mnist_dir():
-    # The directory holding the four IDX files, or None when offline.
-    if all(os.path.exists(os.path.join(FMNIST, name)) for name in OFFICIAL_FILES):
-        return FMNIST
+def fashion_mnist():
+    # {split: (images, labels)}, downloading what is missing; None only when offline.
     try:
-        return str(download_fashion_mnist())
-    except OSError as err:  # offline; a corrupt download (ChecksumError) is not caught
+        return {split: load_idx_split("fashion_mnist", split, data_dir=FMNIST)
+                for split in ("train", "test")}
+    except OSError as err:  # offline; a wrong download (ChecksumError) is not caught: it stops
         print(f"OFFLINE: no Fashion-MNIST ({err}); using SYNTHETIC data instead.")
         return None
 
@@ -153,13 +154,11 @@ def synthetic(n, templates):
     return np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels
 
 
-n_train, n_test = (4000, 1000) if SMALL else (60000, 10000)
-fmnist_dir = fashion_mnist_dir()
-if fmnist_dir is not None:
-    source = f"Fashion-MNIST ({fmnist_dir})"
+splits = fashion_mnist()
+if splits is not None:
+    source = "Fashion-MNIST"
     for split, n in [("train", n_train), ("test", n_test)]:
-        images, labels = load_idx_split("fashion_mnist", split, data_dir=fmnist_dir,
-                                        download=False)
+        images, labels = splits[split]
         np.savez(f"{DATA_DIR}/{split}.npz", images=images[:n], labels=labels[:n].astype(np.int64))
 else:
     source = "synthetic"
