@@ -106,7 +106,7 @@ class DatasetSpec:
     @property
     def image_side(self) -> int | None:
         """The image side when it is fixed and known without reading data (IDX), else None."""
-        return _IDX_IMAGE_SIDE.get(self.target) if self.kind == "idx" else None
+        return _IDX_IMAGE_SIDE[self.target] if self.kind == "idx" else None
 
 
 def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
