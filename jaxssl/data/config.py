@@ -39,6 +39,7 @@ class Crops:
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], where: str) -> Crops:
+        """Reads ``section`` (the config node at ``where``, e.g. ``data.global_crops``)."""
         return cls(_field(section, "num", where), _field(section, "size", where),
                    tuple(_field(section, "scale", where)))
 
@@ -55,13 +56,9 @@ class CropScaleSchedule:
 class DataConfig:
     """Everything the host pipeline reads, typed; built from ``config.data`` by ``from_config``.
 
-    >>> import ml_collections
-    >>> section = ml_collections.ConfigDict(dict(
-    ...     dataset="fashion_mnist:lt10", data_dir=None,
-    ...     global_crops=dict(num=2, size=28, scale=(0.4, 1.0)),
-    ...     local_crops=dict(num=4, size=16, scale=(0.1, 0.4)), ratio=(0.75, 4 / 3),
-    ...     interpolation="bicubic", num_threads=2, prefetch=2, skip_corrupt=True, subset_seed=0,
-    ...     crop_scale_schedule=dict(start_min=0.0, steps=0)))
+    >>> from jaxssl.train.defaults import base_config
+    >>> section = base_config().data
+    >>> section.dataset = "fashion_mnist:lt10"
     >>> data = DataConfig.from_config(section)
     >>> data.spec, data.global_crops.scale
     (DatasetSpec(kind='idx', target='fashion_mnist', rho=10.0), (0.4, 1.0))
