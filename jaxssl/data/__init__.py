@@ -15,6 +15,10 @@ Iterator state goes into the same orbax ``CheckpointManager`` step as the train 
 ``jaxssl.data.checkpoint``).
 """
 
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)
+
 from jaxssl.data.augment import ViewAugment, augment_views, normalize_images
 from jaxssl.data.checkpoint import (
     iterator_checkpoint_handler,

@@ -2,7 +2,7 @@
 
 The host pipeline only does geometry (random-resized-crop, flip); everything that changes pixel
 values lives here as pure JAX, vmapped over the batch and driven by an explicit key. The recipe is
-the DINO/BYOL one (METHODS.md section 0): colour jitter in a random order with probability 0.8,
+the DINO/BYOL one (docs/methods.md §0): colour jitter in a random order with probability 0.8,
 grayscale 0.2, Gaussian blur, solarize, then ImageNet mean/std normalisation.
 
 All ops take float images in [0, 1], channels last (``[..., H, W, C]``, C = 3 for the colour
@@ -50,7 +50,7 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# The DINO recipe's per-view settings (docs/methods.md, augmentation); every other setting is a
+# The DINO recipe's per-view settings (docs/methods.md §0); every other setting is a
 # ``ViewAugment`` default (colour jitter (0.4, 0.4, 0.2, 0.1) with p 0.8, grayscale 0.2, blur
 # sigma (0.1, 2.0), ImageNet mean/std). The config schema (``jaxssl.train.defaults``) and
 # ``dino_view_augments`` are both built from these two places.
@@ -200,7 +200,7 @@ class ViewAugment:
 def dino_view_augments(
     num_local: int,
 ) -> tuple[tuple[ViewAugment, ViewAugment], tuple[ViewAugment, ...]]:
-    """The DINO recipe (METHODS.md section 0): (global views, local views) for `augment_views`.
+    """The DINO recipe (docs/methods.md §0): (global views, local views) for `augment_views`.
 
     Global 1 always blurred; global 2 blurred with p 0.1 and solarized with p 0.2; locals blurred
     with p 0.5. Jitter (0.4, 0.4, 0.2, 0.1) with p 0.8 and grayscale 0.2 everywhere.

@@ -20,7 +20,7 @@ VIEW_FIELDS = ("jitter_prob", "brightness", "contrast", "saturation", "hue", "gr
 
 
 def view_augment(*, strength: float = 1.0, **overrides) -> ml_collections.ConfigDict:
-    """Photometric augmentation of one view: the recipe's ``ViewAugment`` defaults with
+    """Photometric augmentation of one view (docs/methods.md §0): ``ViewAugment``'s defaults with
     ``overrides`` (e.g. ``blur_prob``), the colour-jitter strengths scaled by ``strength``.
 
     >>> v = view_augment(blur_prob=1.0, strength=0.5)
@@ -208,7 +208,7 @@ def augment_config() -> ml_collections.ConfigDict:
         global1=view_augment(**DINO_VIEWS["global1"]),
         global2=view_augment(**DINO_VIEWS["global2"]),
         local=view_augment(**DINO_VIEWS["local"]),
-        # ExCB's released code inverts the blur probabilities (METHODS.md section 3 decision).
+        # ExCB's released code inverts the blur probabilities (docs/methods.md §3).
         released_excb_blur=False,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,

@@ -78,7 +78,7 @@ def test_one_step_updates_student_teacher_and_state(method):
     moved = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))),
                          new.params, before.params)
     assert max(jax.tree.leaves(moved)) > 0
-    # EMA teacher: theta_t = m theta_t + (1 - m) theta_s with the new student (METHODS.md 0).
+    # EMA teacher: theta_t = m theta_t + (1 - m) theta_s with the new student (docs/methods.md §0).
     m_ema = float(hyper["ema_momentum"])
     expected = jax.tree.map(lambda t, s: m_ema * t + (1 - m_ema) * np.asarray(s),
                             before.teacher_params, new.params)
