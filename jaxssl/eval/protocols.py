@@ -48,10 +48,9 @@ def balanced_spec(spec: str) -> str:
     >>> balanced_spec("fashion_mnist:lt100"), balanced_spec("folder:/data/x")
     ('fashion_mnist', 'folder:/data/x')
     """
-    from jaxssl.data.spec import parse_spec
+    from jaxssl.data.spec import DatasetSpec
 
-    parsed = parse_spec(spec)
-    return spec.rsplit(":lt", 1)[0] if parsed.rho is not None else spec
+    return str(DatasetSpec.parse(spec).balanced())
 
 
 class _Subset:
@@ -163,8 +162,9 @@ def two_view_agreement(pre: Pretrained, spec: str, split: str, *, num_images: in
     """
     from jaxssl.data.pipeline import make_train_iterator
     from jaxssl.data.spec import make_source
+    from jaxssl.data.view_augments import view_augments
     from jaxssl.eval.cluster_sizes import argmax_agreement
-    from jaxssl.train.step import augment_batch, view_augments
+    from jaxssl.train.step import augment_batch
 
     method, params, stats, cfg = pre.method, pre.params, pre.batch_stats, pre.config
     if method.prototypes(params) is None:

@@ -101,7 +101,8 @@ def test_dino_center_is_ema_of_teacher_logit_mean():
     teacher = jax.tree.map(np.asarray, state.teacher_params)
     new, _ = step(state, batch, hyper, jax.random.key(3))
     # Recompute the teacher logits of the same augmented views independently.
-    from jaxssl.train.step import augment_batch, view_augments
+    from jaxssl.data.view_augments import view_augments
+    from jaxssl.train.step import augment_batch
 
     key = jax.random.fold_in(jax.random.key(3), 0)
     k_aug, _ = jax.random.split(key)
