@@ -2,7 +2,7 @@
 
 Lowest first::
 
-    ops, shared (cli_errors, exit_codes, output_paths)
+    ops, shared (_extras, cli_errors, exit_codes, output_paths)
       -> losses, models, data
       -> methods -> train -> eval, export -> entry points (``__main__.py``)
 
@@ -33,7 +33,7 @@ PACKAGE_ROOT = pathlib.Path(jaxssl.__file__).resolve().parent
 # package -> layer, lowest 0. The top-level modules are one package, "shared".
 LAYER = {"ops": 0, "shared": 0, "losses": 1, "models": 1, "data": 1, "methods": 2, "train": 3,
          "eval": 4, "export": 4}
-SHARED_MODULES = {"cli_errors", "exit_codes", "output_paths"}
+SHARED_MODULES = {"_extras", "cli_errors", "exit_codes", "output_paths"}
 # Siblings of one layer may import each other only here (the bottom layer's two halves).
 SAME_LAYER_OK = {("ops", "shared"), ("shared", "ops")}
 ENTRY_POINT = "__main__"
@@ -108,8 +108,8 @@ HOOKS_BRANCH_LAZY_IMPORTS = (
     ('jaxssl/train/__main__.py', 'jaxssl.train.loop'),
     ('jaxssl/train/__main__.py', 'jaxssl.train.workdir_lock'),
     ('jaxssl/train/final_eval.py', 'jaxssl.data.augment'),
+    ('jaxssl/train/final_eval.py', 'jaxssl.data.config'),
     ('jaxssl/train/final_eval.py', 'jaxssl.data.pipeline'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.data.spec'),
     ('jaxssl/train/final_eval.py', 'jaxssl.data.subset'),
     ('jaxssl/train/final_eval.py', 'jaxssl.eval'),
     ('jaxssl/train/final_eval.py', 'jaxssl.eval.features'),
@@ -121,15 +121,12 @@ HOOKS_BRANCH_LAZY_IMPORTS = (
     ('jaxssl/train/loop.py', 'jaxssl.train.excb_init'),
     ('jaxssl/train/loop.py', 'jaxssl.train.final_eval'),
     ('jaxssl/train/loop.py', 'jaxssl.train.final_eval'),
-    ('jaxssl/train/validate.py', 'jaxssl.data.config'),
-    ('jaxssl/train/validate.py', 'jaxssl.data.spec'),
     ('jaxssl/train/validate.py', 'jaxssl.methods.common'),
     ('jaxssl/train/validate.py', 'jaxssl.methods.prior'),
     ('jaxssl/train/validate.py', 'jaxssl.models'),
     ('jaxssl/train/validate.py', 'jaxssl.models'),
     ('jaxssl/train/validate.py', 'jaxssl.train.hyper'),
     ('jaxssl/train/validate.py', 'jaxssl.train.optim'),
-    ('jaxssl/train/validate.py', 'jaxssl.train.step'),
 )
 
 

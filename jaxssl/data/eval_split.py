@@ -14,7 +14,7 @@ import grain
 import numpy as np
 
 from jaxssl.data.pipeline import make_eval_iterator
-from jaxssl.data.spec import make_source, parse_spec
+from jaxssl.data.spec import DatasetSpec, make_source
 from jaxssl.data.subset import SubsetSource, random_subset
 
 
@@ -25,7 +25,7 @@ def balanced_spec(spec: str) -> str:
     >>> balanced_spec("fashion_mnist:lt100"), balanced_spec("folder:/data/x")
     ('fashion_mnist', 'folder:/data/x')
     """
-    return spec.rsplit(":lt", 1)[0] if parse_spec(spec).rho is not None else spec
+    return str(DatasetSpec.parse(spec).balanced())
 
 
 def limited_indices(num_items: int, limit: int, *, seed: int) -> np.ndarray:

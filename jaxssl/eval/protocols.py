@@ -21,6 +21,7 @@ from jaxssl.data.eval_split import limited_indices
 from jaxssl.data.pipeline import make_train_iterator
 from jaxssl.data.spec import make_source
 from jaxssl.data.subset import SubsetSource
+from jaxssl.data.view_augments import view_augments
 from jaxssl.eval.cluster_metrics import normalized_mutual_info, purity
 from jaxssl.eval.cluster_sizes import argmax_agreement, cluster_size_stats
 from jaxssl.eval.clustering import kmeans_cluster_scores
@@ -34,7 +35,7 @@ from jaxssl.eval.prototypes import (
     unique_prototype_counts,
 )
 from jaxssl.eval.restore import Pretrained
-from jaxssl.train.step import augment_batch, view_augments
+from jaxssl.train.step import augment_batch
 
 FEW_SHOTS = (1, 2, 5, 13)
 
