@@ -101,12 +101,13 @@ class JaxSide:
     def __init__(self, method: str, batch: int, tiny: bool, seed: int):
         import jax
 
+        from jaxssl.data.view_augments import view_augments
         from jaxssl.methods.registry import build_method
         from jaxssl.train.grads import make_grad_fn
         from jaxssl.train.hyper import hyperparams
         from jaxssl.train.init_state import create_train_state
         from jaxssl.train.optim import make_optimizer
-        from jaxssl.train.step import augment_batch, make_train_step, view_augments
+        from jaxssl.train.step import augment_batch, make_train_step
 
         self.jax, self.hyperparams = jax, hyperparams
         self.config = config = bench_config(method, batch, tiny)
