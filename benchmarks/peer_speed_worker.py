@@ -95,6 +95,22 @@ def random_batches(config, batch: int, seed: int) -> list[dict]:
     return out
 
 
+def update_part(tx, state, grads, hyper):
+    """The optimiser and EMA lines of ``jaxssl.train.step.make_train_step``'s step (schedule
+    scalars into the optimiser state, optax update, new parameters, EMA teacher), for timing."""
+    import optax
+
+    from jaxssl.train import optim
+    from jaxssl.train.state import ema_update
+
+    opt_state = optim.set_hyperparams(
+        state.opt_state, learning_rate=hyper["learning_rate"], weight_decay=hyper["weight_decay"],
+        prototype_decay=hyper["prototype_decay"], freeze_prototypes=hyper["freeze_prototypes"])
+    updates, opt_state = tx.update(grads, opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return params, opt_state, ema_update(state.teacher_params, params, hyper["ema_momentum"])
+
+
 class JaxSide:
     """jaxssl's jitted train step (``make_train_step``), as ``jaxssl.train.loop`` calls it."""
 
@@ -122,6 +138,7 @@ class JaxSide:
         self.augment = jax.jit(lambda key, b: augment_batch(key, b, augments))
         grad_fn = make_grad_fn(m, config)
         self.grads = jax.jit(grad_fn)
+        self.update = jax.jit(lambda st, g, h: update_part(tx, st, g, h))
         # The loss alone: XLA removes the backward pass, whose outputs are unused.
         self.forward = jax.jit(lambda s, v, h, k: grad_fn(s, v, h, k).loss)
         self.step = 0
@@ -140,16 +157,17 @@ class JaxSide:
     def breakdown(self, reps: int) -> dict[str, list[list[float]]]:
         """[wall, CPU] seconds of the step's parts, each jitted alone and timed ``reps`` times
         (after one compiling call): augmentation, forward (teacher, targets, student loss),
-        forward + backward. The backward and the rest (optimiser, EMA, method state) are
-        differences."""
+        forward + backward, update (:func:`update_part`). The backward is a difference."""
         jax = self.jax
         hyper = self.hyperparams(self.config, self.step, SCHEDULE_STEPS)
         batch = {k: jax.numpy.asarray(v) for k, v in self.batches[0].items()}
         views = self.augment(self.key, batch)
+        grads = self.grads(self.state, views, hyper, self.key).grads
         parts: dict[str, Callable[[], Any]] = {
             "augment": lambda: self.augment(self.key, batch),
             "forward": lambda: self.forward(self.state, views, hyper, self.key),
-            "forward+backward": lambda: self.grads(self.state, views, hyper, self.key)}
+            "forward+backward": lambda: self.grads(self.state, views, hyper, self.key),
+            "update": lambda: self.update(self.state, grads, hyper)}
         out: dict[str, list[list[float]]] = {name: [] for name in parts}
         for rep in range(reps + 1):
             for name, fn in parts.items():
