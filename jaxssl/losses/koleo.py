@@ -27,21 +27,15 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from jaxssl.losses import _checks
+from jaxssl.ops.normalize import l2_normalize
 
 # Cosine candidates re-ranked by exact distance; covers ties at float32 cosine resolution.
 _NUM_CANDIDATES = 8
 # Pairs checked at once on the host by count_unique_prototypes (bounds its host memory).
 _PAIRS_PER_BATCH = 1 << 20
-# Rows below this squared norm have no direction: _normalize_rows cannot bring them to unit
+# Rows below this squared norm have no direction: l2_normalize cannot bring them to unit
 # length (it divides by max(|x|, 1e-12)), so count_unique_prototypes treats them as zero vectors.
 _ZERO_ROW_SQ_NORM = 1e-24
-
-
-def _normalize_rows(x: jax.Array) -> jax.Array:
-    """``x / max(|x|, 1e-12)`` row-wise in float32: zero rows stay zero, with finite gradient."""
-    x = jnp.asarray(x, jnp.float32)
-    sq_norm = jnp.sum(x * x, axis=-1, keepdims=True)
-    return x * jax.lax.rsqrt(jnp.maximum(sq_norm, 1e-24))
 
 
 def _safe_norm(v: jax.Array) -> jax.Array:
@@ -112,7 +106,7 @@ def koleo_loss(
     if jnp.shape(x)[0] < 2:
         raise ValueError(f"x needs at least 2 rows to have neighbours, got shape {jnp.shape(x)}.")
     _check_chunk_size(chunk_size)
-    xn = _normalize_rows(x)
+    xn = l2_normalize(x)
     nn = _nearest_neighbours(jax.lax.stop_gradient(xn), chunk_size)
     distance = _safe_norm(xn - xn[nn])
     return -jnp.mean(jnp.log(distance + eps))
@@ -190,7 +184,7 @@ def count_unique_prototypes(
     _checks.require_positive("threshold", threshold)
     _checks.require_positive("chunk_size", chunk_size)
     num, dim = jnp.shape(prototypes)
-    xn_dev = jax.jit(_normalize_rows)(prototypes)
+    xn_dev = jax.jit(l2_normalize)(prototypes)
     xn = np.asarray(xn_dev)
     # Zero rows (see the docstring) never pass the cosine filter below (their cosine is 0), so
     # they are linked here: to each other at distance 0, to every other row at distance 1.
