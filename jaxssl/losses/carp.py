@@ -131,6 +131,36 @@ def _block_overlaps_bwd(residuals, cotangents):
 _block_overlaps.defvjp(_block_overlaps_fwd, _block_overlaps_bwd)
 
 
+def _check_carp_inputs(student_logits, teacher_logits, partition, entropy_weight,
+                       mean_block_probs) -> None:
+    """Trace-time checks of :func:`carp_loss`: ranks, shared B and K, views, the partition."""
+    _checks.require_rank("student_logits", student_logits, 3, "[S, B, K]")
+    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
+    _checks.require_rank("partition", partition, 2, "[K / N_B, N_B]")
+    names = ("student_logits", "teacher_logits")
+    arrays = (student_logits, teacher_logits)
+    _checks.require_same_dims(names, arrays, (1, 1), "The batch size B (axis 1)")
+    _checks.require_same_dims(names, arrays, (2, 2), "The number of prototypes K (axis 2)")
+    num_teacher, _, num_prototypes = jnp.shape(teacher_logits)
+    _checks.require_min_views("teacher_logits", teacher_logits, 1)
+    _checks.require_min_views("student_logits", student_logits, max(num_teacher, 2))
+    num_blocks, block_size = jnp.shape(partition)
+    if num_blocks * block_size != num_prototypes:
+        raise ValueError(
+            f"partition must cover the K={num_prototypes} prototypes of student_logits and "
+            f"teacher_logits exactly once ([K / N_B, N_B] blocks), got shape "
+            f"{(num_blocks, block_size)}."
+        )
+    if not jnp.issubdtype(jnp.result_type(partition), jnp.integer):
+        raise ValueError(
+            f"partition must hold integer indices, got dtype {jnp.result_type(partition)}."
+        )
+    _checks.require_in_range_unless_traced("entropy_weight", entropy_weight, 0.0, float("inf"))
+    if mean_block_probs is not None:
+        _checks.require_shape("mean_block_probs", mean_block_probs, (num_blocks, block_size),
+                              "[K / N_B, N_B], the partition's shape")
+
+
 def carp_loss(
     student_logits: jax.Array,
     teacher_logits: jax.Array,
@@ -193,32 +223,11 @@ def carp_loss(
     >>> print(round(float(aux["consistency"]), 4), round(float(aux["entropy"]), 4))  # log 4, 0
     1.3863 0.0
     """
-    _checks.require_rank("student_logits", student_logits, 3, "[S, B, K]")
-    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
-    _checks.require_rank("partition", partition, 2, "[K / N_B, N_B]")
-    names = ("student_logits", "teacher_logits")
-    arrays = (student_logits, teacher_logits)
-    _checks.require_same_dims(names, arrays, (1, 1), "The batch size B (axis 1)")
-    _checks.require_same_dims(names, arrays, (2, 2), "The number of prototypes K (axis 2)")
-    num_teacher, batch, num_prototypes = jnp.shape(teacher_logits)
+    _check_carp_inputs(student_logits, teacher_logits, partition, entropy_weight,
+                       mean_block_probs)
+    num_teacher, batch, _ = jnp.shape(teacher_logits)
     num_student = jnp.shape(student_logits)[0]
-    _checks.require_min_views("teacher_logits", teacher_logits, 1)
-    _checks.require_min_views("student_logits", student_logits, max(num_teacher, 2))
     num_blocks, block_size = jnp.shape(partition)
-    if num_blocks * block_size != num_prototypes:
-        raise ValueError(
-            f"partition must cover the K={num_prototypes} prototypes of student_logits and "
-            f"teacher_logits exactly once ([K / N_B, N_B] blocks), got shape "
-            f"{(num_blocks, block_size)}."
-        )
-    if not jnp.issubdtype(jnp.result_type(partition), jnp.integer):
-        raise ValueError(
-            f"partition must hold integer indices, got dtype {jnp.result_type(partition)}."
-        )
-    _checks.require_in_range_unless_traced("entropy_weight", entropy_weight, 0.0, float("inf"))
-    if mean_block_probs is not None:
-        _checks.require_shape("mean_block_probs", mean_block_probs, (num_blocks, block_size),
-                              "[K / N_B, N_B], the partition's shape")
 
     flat_partition = partition.reshape(-1)
 

@@ -259,6 +259,38 @@ def msn_targets(
     return jax.lax.stop_gradient(q)
 
 
+def _check_msn_inputs(anchors, targets, prototypes, *, temperature, sharpen_temperature,
+                      sinkhorn_iters, prior, prior_direction, regularization_weight, target_probs,
+                      mean_probs) -> None:
+    """Trace-time checks of :func:`msn_loss`'s arguments (values only where concrete)."""
+    _checks.require_rank("anchors", anchors, 3, "[V, B, D]")
+    _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
+    _checks.require_min_views("anchors", anchors, 1)
+    _checks.require_same_dims(("anchors", "prototypes"), (anchors, prototypes), (2, 1),
+                              "Embedding dimension D")
+    if target_probs is None:
+        _checks.require_rank("targets", targets, 2, "[B, D]")
+        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (2, 1),
+                                  "Embedding dimension D")
+        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (1, 0),
+                                  "Batch size B")
+    else:
+        _checks.require_shape("target_probs", target_probs,
+                              (jnp.shape(anchors)[1], jnp.shape(prototypes)[0]), "[B, K]")
+    _checks.require_positive_unless_traced("temperature", temperature)
+    _checks.require_positive_unless_traced("sharpen_temperature", sharpen_temperature)
+    _require_non_negative_int("sinkhorn_iters", sinkhorn_iters)
+    if prior_direction not in _DIRECTIONS:
+        raise ValueError(f"prior_direction must be one of {_DIRECTIONS}, got {prior_direction!r}.")
+    if not _checks.is_traced(regularization_weight) and not float(regularization_weight) >= 0:
+        raise ValueError(f"regularization_weight must be >= 0, got {regularization_weight!r}.")
+    k = jnp.shape(prototypes)[0]
+    if prior is not None:
+        _check_prior(prior, k)
+    if mean_probs is not None:
+        _checks.require_shape("mean_probs", mean_probs, (k,), "[K]")
+
+
 def msn_loss(
     anchors: Array,
     targets: Array,
@@ -326,36 +358,14 @@ def msn_loss(
     >>> print(round(float(loss), 4), round(float(aux["regularization"]), 4))
     0.3312 0.0
     """
-    _checks.require_rank("anchors", anchors, 3, "[V, B, D]")
-    _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
-    _checks.require_min_views("anchors", anchors, 1)
-    _checks.require_same_dims(("anchors", "prototypes"), (anchors, prototypes), (2, 1),
-                              "Embedding dimension D")
-    if target_probs is None:
-        _checks.require_rank("targets", targets, 2, "[B, D]")
-        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (2, 1),
-                                  "Embedding dimension D")
-        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (1, 0),
-                                  "Batch size B")
-    else:
-        _checks.require_shape("target_probs", target_probs,
-                              (jnp.shape(anchors)[1], jnp.shape(prototypes)[0]), "[B, K]")
-    _checks.require_positive_unless_traced("temperature", temperature)
-    _checks.require_positive_unless_traced("sharpen_temperature", sharpen_temperature)
-    _require_non_negative_int("sinkhorn_iters", sinkhorn_iters)
-    if prior_direction not in _DIRECTIONS:
-        raise ValueError(f"prior_direction must be one of {_DIRECTIONS}, got {prior_direction!r}.")
-    if not _checks.is_traced(regularization_weight) and not float(regularization_weight) >= 0:
-        raise ValueError(f"regularization_weight must be >= 0, got {regularization_weight!r}.")
+    _check_msn_inputs(anchors, targets, prototypes, temperature=temperature,
+                      sharpen_temperature=sharpen_temperature, sinkhorn_iters=sinkhorn_iters,
+                      prior=prior, prior_direction=prior_direction,
+                      regularization_weight=regularization_weight, target_probs=target_probs,
+                      mean_probs=mean_probs)
     num_views, local_b, _ = jnp.shape(anchors)
     k = jnp.shape(prototypes)[0]
-    if prior is None:
-        prior = uniform_prior(k)
-    else:
-        _check_prior(prior, k)
-
-    if mean_probs is not None:
-        _checks.require_shape("mean_probs", mean_probs, (k,), "[K]")
+    prior = uniform_prior(k) if prior is None else prior
     w = l2_normalize(jnp.asarray(prototypes, jnp.float32))
     z = l2_normalize(jnp.asarray(anchors, jnp.float32))
 

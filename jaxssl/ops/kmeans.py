@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxssl.ops.normalize import l2_normalize
+
 DATA_AXIS = "data"
 # k-means++ seeding is k sequential passes over all n points: O(k n D) work in k dependent
 # steps. Above this k, init="auto" draws the initial centroids uniformly from the data instead.
@@ -70,10 +72,6 @@ def default_chunk_size(k: int) -> int:
     return max(1, min(MAX_CHUNK, SCORE_BLOCK_BYTES // (4 * int(k))))
 
 
-def _normalise(x: jax.Array) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _shard(mesh: Mesh | None, a: jax.Array, *spec) -> jax.Array:
     """Pins ``a``'s sharding (a no-op without a mesh)."""
     if mesh is None:
@@ -98,7 +96,7 @@ def _lloyd(key, x, *, k, n, num_iters, init, spherical, chunk, mesh, reseed_empt
     x = x.astype(jnp.float32)
     xs = x.reshape(s_count, rows, d)
     if spherical:
-        xs = _normalise(xs)
+        xs = l2_normalize(xs)
     xs = jnp.pad(xs, ((0, 0), (0, rows_c - rows), (0, 0)))
     xs = _shard(mesh, xs, DATA_AXIS, None, None)
     shard_id = jnp.arange(s_count)
@@ -171,7 +169,7 @@ def _lloyd(key, x, *, k, n, num_iters, init, spherical, chunk, mesh, reseed_empt
         assign, dist = nearest(c)
         sums = segment_sums(xs * weight[..., None], assign)
         counts = segment_sums(weight, assign)
-        new = _normalise(sums) if spherical else sums / jnp.maximum(counts, 1.0)[:, None]
+        new = l2_normalize(sums) if spherical else sums / jnp.maximum(counts, 1.0)[:, None]
         empty = counts == 0
         if reseed_empty:
             # The r-th empty cluster takes the r-th farthest point from its centroid (distinct
