@@ -210,12 +210,12 @@ def update_center(
       >>> print(update_center(jnp.zeros(2), t, momentum=0.5))
       [1. 2.]
     """
-    return center_ema(center, teacher_logits, "teacher_logits", "[T, B, K]", momentum=momentum,
-                      axis_name=axis_name)
+    return _center_ema(center, teacher_logits, "teacher_logits", "[T, B, K]",
+                       momentum=momentum, axis_name=axis_name)
 
 
-def center_ema(center: jax.Array, logits: jax.Array, logits_name: str, layout: str, *,
-               momentum, axis_name: str | None) -> jax.Array:
+def _center_ema(center: jax.Array, logits: jax.Array, logits_name: str, layout: str, *,
+                momentum, axis_name: str | None) -> jax.Array:
     """Checked ``ema(center, global_row_mean(logits), momentum)`` for a ``layout`` ending in K.
 
     The one centre update behind :func:`update_center` (``[T, B, K]``) and iBOT's

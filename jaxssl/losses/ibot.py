@@ -19,10 +19,10 @@ import jax.numpy as jnp
 
 from jaxssl.losses import _checks
 from jaxssl.losses.dino import (
+    _center_ema,
     _global_sum_and_count,
     _paired_cross_entropy,
     _teacher_probs,
-    center_ema,
 )
 
 
@@ -110,7 +110,7 @@ def update_patch_center(
     """iBOT patch-centre EMA: ``c <- m c + (1 - m) mean_{g,b,n} teacher_patch_logits``.
 
     The same rule as DINO's eq. (4), with the mean over views, the (global) batch and all patches:
-    one centre update (``jaxssl.losses.dino.center_ema``) serves both layouts.
+    one centre update (``jaxssl.losses.dino._center_ema``) serves both layouts.
 
     Args:
       center: ``[K]`` current patch centre.
@@ -127,5 +127,5 @@ def update_patch_center(
       >>> print(update_patch_center(jnp.ones(2), t, momentum=0.5))
       [1.5 1.5]
     """
-    return center_ema(center, teacher_patch_logits, "teacher_patch_logits", "[G, B, N, K]",
-                      momentum=momentum, axis_name=axis_name)
+    return _center_ema(center, teacher_patch_logits, "teacher_patch_logits", "[G, B, N, K]",
+                       momentum=momentum, axis_name=axis_name)
