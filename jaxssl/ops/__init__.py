@@ -13,7 +13,9 @@ One home per piece:
   ``cluster_size_diagnostics``;
 - ``confidence``: ``teacher_confidence``, the mean largest target probability;
 - ``kmeans``: ``kmeans`` / ``spherical_kmeans``, Lloyd's algorithm with a chunked assignment
-  whose samples can be sharded over a device mesh.
+  whose samples can be sharded over a device mesh;
+- ``schedules``: ``warmup_cosine`` / ``cosine_ramp`` / ``linear_warmup``, the step-indexed
+  schedules the trainer and the crop-scale schedule evaluate on the host.
 """
 
 from jaxssl.ops.cluster_sizes import (
@@ -34,12 +36,14 @@ from jaxssl.ops.kmeans import (
     spherical_kmeans,
 )
 from jaxssl.ops.normalize import l2_normalize
+from jaxssl.ops.schedules import cosine_ramp, linear_warmup, warmup_cosine
 
 __all__ = [
     "EMPTY_RELATIVE_SIZE",
     "KMEANS_PP_MAX_K",
     "assignment_fractions",
     "cluster_size_diagnostics",
+    "cosine_ramp",
     "count_empty",
     "default_chunk_size",
     "ema",
@@ -48,8 +52,10 @@ __all__ = [
     "global_sum",
     "kmeans",
     "l2_normalize",
+    "linear_warmup",
     "relative_sizes",
     "resolve_init",
     "spherical_kmeans",
     "teacher_confidence",
+    "warmup_cosine",
 ]
