@@ -107,15 +107,17 @@ def run_setting(args: argparse.Namespace, threads: int, log_dir: str) -> dict[st
                 steps[side] += got
             print(f"threads {threads}: round {r + 1}/{args.rounds} done", file=sys.stderr,
                   flush=True)
-        breakdown = {}
+        breakdown, update_vs_step = {}, None
         if args.breakdown_reps:
-            breakdown = {side: w.request(cmd="breakdown", reps=args.breakdown_reps)["breakdown"]
-                         for side, w in workers.items()}
+            got = {side: w.request(cmd="breakdown", reps=args.breakdown_reps)
+                   for side, w in workers.items()}
+            breakdown = {side: g["breakdown"] for side, g in got.items()}
+            update_vs_step = got["jaxssl"]["update_vs_step"]
     finally:
         for w in workers.values():
             w.close()
     return {"threads": threads, "workers": info, "steps": steps, "blocks": blocks,
-            "breakdown": breakdown}
+            "breakdown": breakdown, "update_vs_step": update_vs_step}
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -206,6 +208,10 @@ def render(result: dict[str, Any]) -> str:
                       "process CPU time):", "", BREAKDOWN_HEADER, "|" + "---|" * 7]
             lines += [f"| {p} | {j[0]:.1f} | {t[0]:.1f} | {j[0] / t[0]:.2f} | {j[1]:.1f} | "
                       f"{t[1]:.1f} | {j[1] / t[1]:.2f} |" for p, j, t in s["breakdown_rows"]]
+            diff = s["update_vs_step"]
+            lines += ["", f"jaxssl's update part against one real train step: max |difference| "
+                      f"{diff:.1e}" + (" (the same update)" if diff < 1e-4 else
+                                       " -- WARNING: update_part no longer mirrors the step")]
     lines += ["", "Rounds (median ms of each block; load average 1 min before the jaxssl block "
               "and after the torch block):", "",
               "| threads | round | jaxssl | torch | ratio | load before | load after |",

@@ -21,8 +21,8 @@ model, compiled (jaxssl) and run ``--warmup`` steps; then answers each request r
 timed alone: per-step wall clock with ``time.perf_counter`` and process CPU time, which counts
 every thread, with ``time.process_time``; ``phases``: torch's ``{phase: [wall_s, cpu_s]}``,
 jaxssl's ``{}``); ``{"cmd": "breakdown", "reps": r}`` -> ``{"breakdown": {part: [[wall_s, cpu_s],
-...]}}``; ``{"cmd": "quit"}``. Anything the libraries print goes to stderr, so stdout carries
-only the protocol.
+...]}, "update_vs_step": float | None}``; ``{"cmd": "quit"}``. Anything the libraries print
+goes to stderr, so stdout carries only the protocol.
 
 Both sides train on the same random grayscale uint8 crops (the recipe's view layout; values do
 not change the time of any op here), cycled, so the host crop pipeline -- shared by the two and
@@ -178,6 +178,23 @@ class JaxSide:
         return out
 
 
+    def update_vs_step(self) -> float:
+        """Largest |difference| between the parameters and EMA teacher of one real train step
+        and those of augment -> grads -> :func:`update_part` on the step's own keys (as
+        ``make_train_step`` derives them): ~0 while update_part mirrors the step's update."""
+        jax, jnp = self.jax, self.jax.numpy
+        hyper = self.hyperparams(self.config, self.step, SCHEDULE_STEPS)
+        batch = self.batches[0]
+        after, _ = self.step_fn(jax.tree.map(jnp.copy, self.state), batch, hyper, self.key)
+        k_aug, k_loss = jax.random.split(jax.random.fold_in(self.key, self.state.step))
+        views = self.augment(k_aug, {k: jnp.asarray(v) for k, v in batch.items()})
+        grads = self.grads(self.state, views, hyper, k_loss).grads
+        params, _, teacher = self.update(self.state, grads, hyper)
+        diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                             (params, teacher), (after.params, after.teacher_params))
+        return max(jax.tree.leaves(diffs))
+
+
 class TorchSide:
     """The PyTorch peer's step (benchmarks/peer_lightly.py ``PeerStep``), timed by phase."""
 
@@ -212,6 +229,10 @@ class TorchSide:
         """Nothing extra: the phases come with every timed step."""
         return {}
 
+    def update_vs_step(self) -> None:
+        """Nothing to check: the phases are the step itself."""
+        return None
+
 
 def serve(side, proto, warmup: int) -> None:
     """Warm up, report ready, then answer requests from stdin until "quit" or end of input."""
@@ -232,7 +253,8 @@ def serve(side, proto, warmup: int) -> None:
                 steps.append([time.perf_counter() - t0, time.process_time() - c0, phases])
             proto.write(json.dumps({"steps": steps}) + "\n")
         elif req["cmd"] == "breakdown":
-            proto.write(json.dumps({"breakdown": side.breakdown(int(req["reps"]))}) + "\n")
+            proto.write(json.dumps({"breakdown": side.breakdown(int(req["reps"])),
+                                    "update_vs_step": side.update_vs_step()}) + "\n")
         else:
             raise ValueError(f"unknown request {req!r}")
 

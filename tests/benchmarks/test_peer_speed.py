@@ -146,6 +146,10 @@ def test_end_to_end_tiny_interleaved_run_prints_well_formed_tables(tmp_path):
         np.testing.assert_allclose(statistics.median(1e3 * s[0] for s in steps),
                                    medians[side], atol=0.051)
     assert setting["workers"]["torch"]["torch_threads"] == 1
+    # The breakdown's jitted update (optax update + EMA) is the train step's own: one real step
+    # equals augmentation -> gradients -> update on the same keys.
+    assert 0 <= setting["update_vs_step"] < 1e-5
     assert setting["workers"]["torch"]["params"] == setting["workers"]["jaxssl"]["params"]
     assert len(setting["blocks"]) == 2 * rounds
     assert [b["side"] for b in setting["blocks"]] == ["jaxssl", "torch"] * rounds
+
