@@ -68,8 +68,9 @@ class _Layers:
         )
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual connection (ResNet-18/34). Output width = ``planes``."""
+class _ResidualBlock(nn.Module):
+    """conv -> BN (-> ReLU) for each of ``convs()``, no ReLU after the last BN, plus the shortcut,
+    then ReLU. Layers are named ``conv{i}`` / ``bn{i}`` (torchvision's names) from 1."""
 
     planes: int
     stride: int = 1
@@ -80,38 +81,40 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
+    def convs(self) -> tuple[tuple[int, int, int], ...]:
+        """(features, kernel, stride) of each convolution."""
+        raise NotImplementedError
+
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         # ``train`` is positional so nn.remat(..., static_argnums=(2,)) can keep it static.
-        out = _Layers.conv(self, self.planes, 3, self.stride, "conv1")(x)
-        out = nn.relu(_Layers.bn(self, train, "bn1")(out))
-        out = _Layers.conv(self, self.planes, 3, 1, "conv2")(out)
-        out = _Layers.bn(self, train, "bn2", zero_scale=self.zero_init_residual)(out)
-        return nn.relu(out + _shortcut(self, x, self.planes, train))
+        convs = self.convs()
+        out = x
+        for i, (features, kernel, stride) in enumerate(convs, start=1):
+            out = _Layers.conv(self, features, kernel, stride, f"conv{i}")(out)
+            last = i == len(convs)
+            out = _Layers.bn(self, train, f"bn{i}", zero_scale=last and self.zero_init_residual)(
+                out)
+            out = out if last else nn.relu(out)
+        return nn.relu(out + _shortcut(self, x, convs[-1][0], train))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions with a residual connection (ResNet-18/34). Output width = ``planes``."""
+
+    expansion = 1
+
+    def convs(self) -> tuple[tuple[int, int, int], ...]:
+        return (self.planes, 3, self.stride), (self.planes, 3, 1)
+
+
+class Bottleneck(_ResidualBlock):
     """1x1 reduce, 3x3 (strided), 1x1 expand (x4) with a residual connection (ResNet-50/101)."""
-
-    planes: int
-    stride: int = 1
-    zero_init_residual: bool = False
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     expansion = 4
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        # ``train`` is positional so nn.remat(..., static_argnums=(2,)) can keep it static.
-        out = _Layers.conv(self, self.planes, 1, 1, "conv1")(x)
-        out = nn.relu(_Layers.bn(self, train, "bn1")(out))
-        out = _Layers.conv(self, self.planes, 3, self.stride, "conv2")(out)
-        out = nn.relu(_Layers.bn(self, train, "bn2")(out))
-        out = _Layers.conv(self, self.planes * 4, 1, 1, "conv3")(out)
-        out = _Layers.bn(self, train, "bn3", zero_scale=self.zero_init_residual)(out)
-        return nn.relu(out + _shortcut(self, x, self.planes * 4, train))
+    def convs(self) -> tuple[tuple[int, int, int], ...]:
+        return (self.planes, 1, 1), (self.planes, 3, self.stride), (self.planes * 4, 1, 1)
 
 
 def _shortcut(block: nn.Module, x: jax.Array, out_features: int, train: bool) -> jax.Array:
