@@ -1,6 +1,6 @@
 """jaxssl.eval: frozen-feature evaluation and prototype / cluster diagnostics.
 
-Protocols (METHODS.md section 6): weighted k-NN (``knn_classify``), linear probe
+Protocols (docs/methods.md §6): weighted k-NN (``knn_classify``), linear probe
 (``linear_probe``), few-shot logistic regression (``few_shot``), k-means clustering scores
 (``kmeans_cluster_scores``); diagnostics for partial prototype collapse
 (``unique_prototype_counts``, ``nn_distance_histogram``) and ExCB cluster balance
@@ -8,6 +8,10 @@ Protocols (METHODS.md section 6): weighted k-NN (``knn_classify``), linear probe
 ``load_pretrained`` restores a training workdir's checkpoint; ``python -m jaxssl.eval`` runs the
 protocols on it (``jaxssl.eval.cli``).
 """
+
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)
 
 from jaxssl.eval.cluster_metrics import (
     adjusted_rand_index,
@@ -27,7 +31,6 @@ from jaxssl.eval.cluster_sizes import (
 from jaxssl.eval.clustering import kmeans_cluster_scores
 from jaxssl.eval.features import extract_features, put_on_mesh
 from jaxssl.eval.fewshot import few_shot, few_shot_indices
-from jaxssl.eval.kmeans import count_empty, kmeans, spherical_kmeans
 from jaxssl.eval.knn import knn_classify, knn_votes, topk_accuracy
 from jaxssl.eval.linear import fit_softmax_regression, linear_probe, predict_logits, standardise
 from jaxssl.eval.plots import (
@@ -44,6 +47,7 @@ from jaxssl.eval.prototypes import (
 )
 from jaxssl.eval.report import assemble_report, to_jsonable, write_report
 from jaxssl.eval.restore import Pretrained, load_pretrained
+from jaxssl.ops.kmeans import count_empty, kmeans, spherical_kmeans  # re-export: one home, in ops
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

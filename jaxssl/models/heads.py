@@ -101,7 +101,7 @@ def _head_mlp(head: nn.Module, hidden_dims: tuple[int, ...], out_dim: int, **kwa
 
 
 class DINOHead(nn.Module):
-    """DINO / iBOT head: MLP (GELU) -> L2-normalise -> weight-normalised prototypes (METHODS 1).
+    """DINO / iBOT head: MLP (GELU) -> L2-normalise -> weight-normalised prototypes (methods.md §1).
 
     ``in -> hidden -> hidden -> bottleneck`` for ``num_layers=3`` (``num_layers=1`` is a single
     linear layer). ``norm_last_layer=False`` learns a per-prototype gain (init 1) instead of fixing
@@ -144,7 +144,7 @@ class CARPHead(nn.Module):
     """CARP head: MLP in -> 2048 -> 2048 -> 256 with BN + GELU, then weight-normalised prototypes.
 
     The 256-d vector is NOT L2-normalised and there is no temperature: |z| acts as the inverse
-    temperature of the block softmax (METHODS 4). Returns float32 logits [..., K]; prototypes at
+    temperature of the block softmax (methods.md §4). Returns float32 logits [..., K]; prototypes at
     ``params["prototypes"]["kernel"]`` [K, bottleneck_dim].
 
     >>> import jax, jax.numpy as jnp
@@ -205,7 +205,7 @@ class ExCBProjector(nn.Module):
 
 
 class ExCBPredictor(ExCBProjector):
-    """ExCB predictor g (student only): BN, then MLP ``dim -> hidden -> out`` (ExCB section 4).
+    """ExCB predictor g (student only): BN, then MLP ``dim -> hidden -> out`` (docs/methods.md §3).
 
     BN(in) -> Dense(hidden) -> BN -> ReLU -> Dense(out); with ``use_bn=False`` both BNs are dropped
     and the activation is GELU. Returns float32 [..., out_dim].
