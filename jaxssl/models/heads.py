@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.models.batch_norm import torch_batch_norm
 from jaxssl.models.prototypes import (
     PROTOTYPES_NAME,
     PrototypeMatrix,
@@ -60,22 +61,10 @@ class MLP(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
-    def _bn(self, name: str, train: bool) -> nn.BatchNorm:
-        # torch BN momentum 0.1 == flax momentum 0.9; float32 statistics even in bf16 compute.
-        return nn.BatchNorm(
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=jnp.float32,
-            param_dtype=self.param_dtype,
-            axis_name=self.bn_axis_name,
-            name=name,
-        )
-
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if self.bn_before_first:
-            x = self._bn("bn_in", train)(x)
+            x = torch_batch_norm(self, train, "bn_in")(x)
         dims = (*self.hidden_dims, self.out_dim)
         for i, dim in enumerate(dims):
             x = nn.Dense(
@@ -88,7 +77,7 @@ class MLP(nn.Module):
             )(x)
             if i < len(dims) - 1:
                 if self.use_bn:
-                    x = self._bn(f"bn_{i}", train)(x)
+                    x = torch_batch_norm(self, train, f"bn_{i}")(x)
                 x = self.activation(x)
         return x
 
