@@ -154,17 +154,24 @@ def main() -> None:
         print(f"# {side}: {src} {' '.join(env + sets)}")
     print(f"# cpus {args.cpus or 'all'}, {args.rounds} rounds x {args.steps} calls, "
           f"loadavg before {load0}, after {_loadavg()}")
-    print("| function | A ms | B ms | B / A | A cores | B cores |\n|---|---|---|---|---|---|")
+    print("| function | A ms | B ms | B / A | A CPU ms | B CPU ms | CPU B / A | A cores | B cores |"
+          "\n|---|---|---|---|---|---|---|---|---|")
     med = {s: {f: statistics.median(w for w, _ in v) * 1e3 for f, v in t.items()}
            for s, t in times.items()}
     cores = {s: {f: statistics.median(c / w for w, c in v) for f, v in t.items()}
              for s, t in times.items()}
+    # Process CPU time: under load from other processes it is the steadier figure (wall time
+    # includes the time the pinned core spent on them).
+    cpu = {s: {f: statistics.median(c for _, c in v) * 1e3 for f, v in t.items()}
+           for s, t in times.items()}
     for f in FUNCTIONS:
         print(f"| {f} | {med['A'][f]:.1f} | {med['B'][f]:.1f} | {med['B'][f] / med['A'][f]:.2f}"
+              f" | {cpu['A'][f]:.1f} | {cpu['B'][f]:.1f} | {cpu['B'][f] / cpu['A'][f]:.2f}"
               f" | {cores['A'][f]:.2f} | {cores['B'][f]:.2f} |")
     bwd = {s: med[s]["grad"] - med[s]["fwd"] for s in sides}
-    print(f"| grad - fwd (backward) | {bwd['A']:.1f} | {bwd['B']:.1f} | "
-          f"{bwd['B'] / bwd['A']:.2f} | | |")
+    cbwd = {s: cpu[s]["grad"] - cpu[s]["fwd"] for s in sides}
+    print(f"| grad - fwd (backward) | {bwd['A']:.1f} | {bwd['B']:.1f} | {bwd['B'] / bwd['A']:.2f}"
+          f" | {cbwd['A']:.1f} | {cbwd['B']:.1f} | {cbwd['B'] / cbwd['A']:.2f} | | |")
 
 
 if __name__ == "__main__":

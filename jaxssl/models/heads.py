@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.models.batch_norm import torch_batch_norm
+from jaxssl.models.gelu import gelu_erf
+from jaxssl.models.linear import dense_dot_general
 from jaxssl.models.prototypes import (
     PROTOTYPES_NAME,
     PrototypeMatrix,
@@ -31,8 +33,9 @@ _TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)
 
 
 def _gelu(x: jax.Array) -> jax.Array:
-    # Exact (erf) GELU, as torch.nn.GELU's default, not the tanh approximation.
-    return nn.gelu(x, approximate=False)
+    # Exact (erf) GELU, as torch.nn.GELU's default, not the tanh approximation; gelu_erf is that
+    # function with a cheaper derivative than nn.gelu's erfc form.
+    return gelu_erf(x)
 
 
 class MLP(nn.Module):
@@ -73,6 +76,7 @@ class MLP(nn.Module):
                 bias_init=nn.initializers.zeros,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
+                dot_general=dense_dot_general,  # dW as a canonical GEMM on CPU (linear.py)
                 name=f"mlp_{i}",
             )(x)
             if i < len(dims) - 1:

@@ -16,15 +16,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.models.gelu import gelu_erf
+from jaxssl.models.layer_norm import LayerNorm
 from jaxssl.models.linear import dense_dot_general
 
 # timm / DINO initialise linear layers and the position embedding with trunc_normal(std=0.02).
 _TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)
 
 
-def _layer_norm(module: nn.Module, name: str) -> nn.LayerNorm:
-    # eps 1e-6 as in timm's ViT; computed in float32 even when the model runs in bfloat16.
-    return nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32, param_dtype=module.param_dtype, name=name)
+def _layer_norm(module: nn.Module, name: str) -> LayerNorm:
+    # eps 1e-6 as in timm's ViT; computed in float32 even when the model runs in bfloat16. The
+    # fused-backward LayerNorm has nn.LayerNorm's parameters (scale, bias) and values.
+    return LayerNorm(epsilon=1e-6, param_dtype=module.param_dtype, name=name)
 
 
 def _dense(module: nn.Module, features: int, name: str) -> nn.Dense:
@@ -105,7 +108,8 @@ class Mlp(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
         h = _dense(self, self.hidden_dim, "fc1")(x.reshape(-1, d))
-        h = nn.gelu(h, approximate=self.gelu_approximate)
+        # Exact GELU through gelu_erf (same function as nn.gelu's erfc form, cheaper derivative).
+        h = nn.gelu(h, approximate=True) if self.gelu_approximate else gelu_erf(h)
         return _dense(self, d, "fc2")(h).reshape(x.shape)
 
 
