@@ -2,7 +2,9 @@
 
 Any config field can be overridden with ml_collections syntax, e.g.
 ``--config.train.batch_size=256 --config.loss.koleo_weight=0.1``. Running the same command again
-resumes from the newest checkpoint in the workdir. Exit statuses are listed in
+resumes from the newest checkpoint in the workdir. Compiled programs are cached on disk
+(``--compilation_cache_dir DIR``, ``--no_compilation_cache``: :mod:`jaxssl.compile_cache`). Exit
+statuses are listed in
 :mod:`jaxssl.exit_codes` (75: preempted after saving, run again to resume).
 """
 
@@ -14,6 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxssl.cli_errors import error_line, exit_with, parse_flags
+from jaxssl.compile_cache import setup_from_argv
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                           lock_config=True)
@@ -44,5 +47,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # The persistent compilation cache is set up before anything compiles (jaxssl.compile_cache).
+    sys.argv = setup_from_argv(sys.argv)
     # parse_flags: an unknown field or a non-numeric override is one line, not a traceback.
     app.run(main, flags_parser=parse_flags)
