@@ -18,7 +18,8 @@ The update of one step, in order:
    parameter whose ``grad`` is ``None`` is skipped by ``AdamW.step()``, so when the layer thaws its
    Adam bias correction starts from step 1.
 
-Within each of the two groups AdamW and SGD run *flattened* (``optax.flatten``): the leaves are
+With ``optim.flatten`` (off by default: slower on CPU, see jaxssl/train/defaults.py), within
+each of the two groups AdamW and SGD run *flattened* (``optax.flatten``): the leaves are
 split once more by whether they are weight-decayed, and each of the (at most) four groups is
 concatenated into one vector, so the update is a handful of XLA fusions instead of several per
 parameter leaf (the masks of the per-leaf chain become the group boundaries, so no mask is
@@ -206,7 +207,7 @@ def _update_rule(name: str, momentum: float, learning_rate, weight_decay, protot
     )
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, *, flat: bool = True
+def make_optimizer(cfg: ml_collections.ConfigDict, *, flat: bool | None = None
                    ) -> optax.GradientTransformation:
     """Builds the optimiser named by ``cfg.name`` with injectable ``learning_rate``,
     ``weight_decay``, ``prototype_decay`` (extra decay on prototype/centroid matrices) and
@@ -216,9 +217,10 @@ def make_optimizer(cfg: ml_collections.ConfigDict, *, flat: bool = True
     (``cfg.grad_clip_mode``); the global norm includes the prototype gradients, frozen or not,
     because DINO also clips before it cancels the last layer's gradients.
 
-    ``flat=True`` (the trainer's) runs AdamW and SGD on flattened parameter groups
-    (:func:`flat_update`); ``flat=False`` gives the same update leaf by leaf (the reference the
-    flattened form is tested against). LARS is always leaf by leaf (per-layer trust ratios).
+    ``flat`` (default ``cfg.flatten``, off) runs AdamW and SGD on flattened parameter groups
+    (:func:`flat_update`); otherwise the same update runs leaf by leaf. LARS is always leaf by
+    leaf (per-layer trust ratios). Flattening changes the opt_state layout, so a run resumes
+    only with the setting it started with.
 
     >>> import ml_collections
     >>> tx = make_optimizer(ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, grad_clip=0.)))
@@ -234,6 +236,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, *, flat: bool = True
         raise ValueError(f"config.optim.grad_clip_mode must be one of {CLIP_MODES}, got "
                          f"{clip_mode!r}.")
     momentum = float(cfg.get("momentum", 0.9))
+    flat = bool(cfg.get("flatten", False)) if flat is None else flat
 
     def build(learning_rate, weight_decay, prototype_decay, freeze_prototypes
               ) -> optax.GradientTransformation:

@@ -133,6 +133,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
     o = c.optim
     if o.name not in OPTIMIZERS:
         _fail("optim.name", f"must be one of {OPTIMIZERS}, got {o.name!r}.")
+    if not isinstance(o.get("flatten", False), bool):
+        _fail("optim.flatten", f"must be True or False, got {o.flatten!r}.")
     if o.grad_clip_mode not in CLIP_MODES:
         _fail("optim.grad_clip_mode", f"must be one of {CLIP_MODES}, got {o.grad_clip_mode!r}.")
     if o.warmup_start_lr > o.lr:

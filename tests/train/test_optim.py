@@ -191,7 +191,8 @@ def test_flattened_update_equals_the_per_leaf_chain(name, mode):
     8 steps with clipping, weight decay, the extra prototype decay and a freeze window give the
     same parameters (to float32 rounding) under both."""
     params = params_tree()
-    new = run(make_optimizer(optim_cfg(name, clip=1.0, mode=mode)), params, 8, freeze_at=(2, 3))
+    new = run(make_optimizer(optim_cfg(name, clip=1.0, mode=mode), flat=True), params, 8,
+              freeze_at=(2, 3))
     old = run(make_optimizer(optim_cfg(name, clip=1.0, mode=mode), flat=False), params, 8,
               freeze_at=(2, 3))
     for (p_new, _), (p_old, _) in zip(new[1:], old[1:], strict=True):
@@ -206,7 +207,7 @@ def test_flattened_state_is_one_vector_per_group_and_empty_groups_are_empty():
     state (no zero-length arrays in checkpoints); the decayed group holds one moment vector of all
     its parameters."""
     params = {"a": jnp.ones((2, 3)), "b": {"kernel": jnp.ones((4, 1))}}
-    tx = make_optimizer(optim_cfg("adamw"))
+    tx = make_optimizer(optim_cfg("adamw"), flat=True)
     state = tx.init(params)
     shapes = sorted(x.shape for x in jax.tree.leaves(state.inner_state) if x.ndim == 1)
     assert shapes == [(10,), (10,)]  # Adam's mu and nu over 2*3 + 4*1 parameters
