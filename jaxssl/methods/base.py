@@ -237,7 +237,7 @@ def apply_with_stats(module, params, batch_stats, x, *, train: bool, determinist
 
 
 def koleo_term(method: Method, params: Any, cfg: ml_collections.ConfigDict):
-    """KoLeo-proto regulariser on the method's prototype matrix (METHODS.md section 2), or 0."""
+    """KoLeo-proto regulariser on the method's prototype matrix (docs/methods.md), or 0."""
     from jaxssl.losses.koleo import koleo_proto_loss
 
     weight = float(cfg.loss.koleo_weight)

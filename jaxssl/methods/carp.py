@@ -1,4 +1,4 @@
-"""CARP: consistent assignment over random partitions of the prototypes (METHODS.md section 4).
+"""CARP: consistent assignment over random partitions of the prototypes (docs/methods.md).
 
 Each optimiser step draws one permutation of the K prototypes from the replicated step key, so
 student, teacher, every micro-batch and every device use the same partition. The head has no

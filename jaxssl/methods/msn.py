@@ -1,4 +1,4 @@
-"""MSN (Assran et al. 2022) and PMSN (MSN with a power-law or any prior), METHODS.md section 5.
+"""MSN (Assran et al. 2022) and PMSN (MSN with a power-law or any prior), docs/methods.md.
 
 Views: the teacher encodes global view 0 (the target). The student's anchors are global view 1 with
 a fraction of its patch tokens dropped (one random index set per optimiser step, CLS kept) plus

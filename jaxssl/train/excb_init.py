@@ -87,9 +87,9 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     on the number of processes, and neither does the result.
     """
     from jaxssl.data.augment import normalize_images
+    from jaxssl.data.config import DataConfig
     from jaxssl.data.delivery import to_global_batch
     from jaxssl.data.pipeline import make_eval_iterator
-    from jaxssl.data.spec import make_source
     from jaxssl.data.subset import SubsetSource
     from jaxssl.train.mesh import DATA_AXIS, batch_sharding
 
@@ -107,16 +107,15 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     steps = [(s, min(per_step, per_slot - s)) for s in range(0, per_slot, per_step)]
     reads = np.concatenate([indices[j * per_slot + s:j * per_slot + s + rows]
                             for s, rows in steps for j in slots])
-    source = make_source(config.data.dataset, "train", data_dir=config.data.data_dir,
-                         seed=int(config.data.get("subset_seed", 0)),
-                         skip_corrupt=config.data.skip_corrupt)
+    data = DataConfig.from_config(config.data)
+    source = data.source("train")
     # Batches of len(slots) * per_step images: every step but the last is full, and the last
     # holds len(slots) * rows, so the iterator's batches are exactly the steps.
-    it = make_eval_iterator(config.data.dataset, "train",
+    it = make_eval_iterator(data.spec, "train",
                             image_size=config.data.global_crops.size,
                             batch_size=len(slots) * per_step,
                             num_threads=config.data.num_threads,
-                            interpolation=config.data.get("interpolation", "bicubic"),
+                            interpolation=data.interpolation,
                             source=SubsetSource(source, reads))
     mean, std = tuple(config.augment.mean), tuple(config.augment.std)
 
@@ -151,7 +150,7 @@ def kmeans_init_centroids(method, state: TrainState, config: ml_collections.Conf
     projections of a random training sample (see the module docstring), restarting with a new
     key until no cluster is empty; raises ValueError if ``max_restarts`` restarts do not.
     """
-    from jaxssl.data.spec import make_source
+    from jaxssl.data.config import DataConfig
     from jaxssl.data.subset import random_subset
     from jaxssl.ops.kmeans import spherical_kmeans
     from jaxssl.train.mesh import DATA_AXIS, make_data_mesh
@@ -159,9 +158,7 @@ def kmeans_init_centroids(method, state: TrainState, config: ml_collections.Conf
     mesh = make_data_mesh() if mesh is None else mesh
     k, requested = int(config.head.num_prototypes), int(config.loss.kmeans_samples)
     spec = config.data.dataset
-    size = len(make_source(spec, "train", data_dir=config.data.data_dir,
-                           seed=int(config.data.get("subset_seed", 0)),
-                           skip_corrupt=config.data.skip_corrupt))
+    size = len(DataConfig.from_config(config.data).source("train"))
     devices = mesh.shape[DATA_AXIS]
     n = kmeans_sample_size(requested, k, size, devices, dataset=spec)
     if jax.process_index() == 0 and size < requested:

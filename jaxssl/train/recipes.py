@@ -1,8 +1,8 @@
 """Method presets that the files in ``configs/`` start from.
 
-Two families: the paper recipes of METHODS.md (ImageNet-scale, ResNet-50 / ViT-S/16) and CPU
+Two families: the paper recipes (docs/methods.md; ImageNet-scale, ResNet-50 / ViT-S/16) and CPU
 recipes on Fashion-MNIST sized for a 2-core machine (a matmul-bound ViT: XLA:CPU runs matmuls
-~10x faster than convolutions, CALIBRATION.md).
+~10x faster than convolutions).
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from jaxssl.data.config import DataConfig
+from jaxssl.data.view_augments import view_augments
 from jaxssl.losses.excb import PAIRINGS as EXCB_PAIRINGS
 from jaxssl.methods.registry import METHOD_NAMES
 from jaxssl.train.ranges import check_ranges
 
-# Image side of datasets whose size is fixed and known without reading them.
-KNOWN_IMAGE_SIZES = {"fashion_mnist": 28, "mnist": 28}
 DIRECTIONS = ("mean_to_prior", "prior_to_mean")
 
 
@@ -35,7 +35,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
     ...
     ValueError: config.loss.block_size: 300 does not divide config.head.num_prototypes=1024.
     """
-    from jaxssl.data.spec import parse_spec
     from jaxssl.methods.common import DTYPES
     from jaxssl.methods.prior import PRIOR_NAMES, is_prior_file, load_prior_file
     from jaxssl.models import BACKBONES
@@ -59,21 +58,17 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         _fail("loss.block_size", f"{c.loss.block_size} does not divide "
               f"config.head.num_prototypes={k}.")
 
-    # Data: the spec string, crops and batch layout.
+    # Data: the typed view parses the dataset spec and checks the non-numeric data fields.
     try:
-        parse_spec(c.data.dataset)
+        spec = DataConfig.from_config(c.data).spec
     except ValueError as e:
-        _fail("data.dataset", str(e))
-    from jaxssl.data.config import validate_data_config
-    validate_data_config(c.data)
-    base = c.data.dataset.split(":")[0]
+        raise ValueError(f"config.{e}") from e
     g, loc = c.data.global_crops, c.data.local_crops
-    if base in KNOWN_IMAGE_SIZES:
-        side = KNOWN_IMAGE_SIZES[base]
+    if spec.image_side is not None:
         for name, crops in (("global_crops", g), ("local_crops", loc)):
-            if crops.num and crops.size > side:
+            if crops.num and crops.size > spec.image_side:
                 _fail(f"data.{name}.size", f"{crops.size} px crops are larger than the "
-                      f"{side} px images of {base!r}.")
+                      f"{spec.image_side} px images of {spec.target!r}.")
     if loc.num and loc.size > g.size:
         _fail("data.local_crops.size", f"{loc.size} px local crops are larger than the "
               f"{g.size} px global crops (config.data.global_crops.size); local views are the "
@@ -150,7 +145,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         _fail("augment.std", f"has {len(c.augment.std)} entries but config.augment.mean has "
               f"{len(c.augment.mean)}.")
 
-    from jaxssl.train.step import view_augments
     try:
         for view in sum(view_augments(c), ()):
             view.validate()
