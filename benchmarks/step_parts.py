@@ -24,13 +24,13 @@ import numpy as np
 import optax
 
 from jaxssl.data.augment import augment_views
+from jaxssl.data.view_augments import view_augments
 from jaxssl.methods.registry import build_method
 from jaxssl.train import optim
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.init_state import create_train_state
 from jaxssl.train.recipes import fashion_mnist_cpu
 from jaxssl.train.state import ema_update
-from jaxssl.train.step import view_augments
 
 
 def optimizer_variants(method: str, clip_mode: str) -> dict[str, Callable[[], object]]:
