@@ -29,6 +29,13 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxssl.data.augment import normalize_images
+from jaxssl.data.config import DataConfig
+from jaxssl.data.delivery import to_global_batch
+from jaxssl.data.pipeline import make_eval_iterator
+from jaxssl.data.subset import SubsetSource, random_subset
+from jaxssl.ops.kmeans import spherical_kmeans
+from jaxssl.train.mesh import DATA_AXIS, batch_sharding, make_data_mesh
 from jaxssl.train.state import TrainState
 
 MAX_RESTARTS = 10
@@ -86,13 +93,6 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     train step's teacher normalises over; the last batch takes the rest), so they do not depend
     on the number of processes, and neither does the result.
     """
-    from jaxssl.data.augment import normalize_images
-    from jaxssl.data.config import DataConfig
-    from jaxssl.data.delivery import to_global_batch
-    from jaxssl.data.pipeline import make_eval_iterator
-    from jaxssl.data.subset import SubsetSource
-    from jaxssl.train.mesh import DATA_AXIS, batch_sharding
-
     indices = np.asarray(indices)
     n, shards = len(indices), mesh.shape[DATA_AXIS]
     if n % shards:
@@ -150,11 +150,6 @@ def kmeans_init_centroids(method, state: TrainState, config: ml_collections.Conf
     projections of a random training sample (see the module docstring), restarting with a new
     key until no cluster is empty; raises ValueError if ``max_restarts`` restarts do not.
     """
-    from jaxssl.data.config import DataConfig
-    from jaxssl.data.subset import random_subset
-    from jaxssl.ops.kmeans import spherical_kmeans
-    from jaxssl.train.mesh import DATA_AXIS, make_data_mesh
-
     mesh = make_data_mesh() if mesh is None else mesh
     k, requested = int(config.head.num_prototypes), int(config.loss.kmeans_samples)
     spec = config.data.dataset

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from jaxssl.output_paths import atomic_write
 
@@ -48,11 +49,10 @@ class MetricsLogger:
             print(f"Dropped {dropped} rows past step {initial_step} from {path} "
                   "(logged after the checkpoint this run resumes from).")
         self._file = open(path, "a", encoding="utf-8")
+        # Lazy, and without torch: tensorboardX imports torch when it is installed (~4 s).
         self._tb = _summary_writer_class()(os.path.join(workdir, "tensorboard"),
-                                 purge_step=initial_step + 1)
+                                           purge_step=initial_step + 1)
         if progress:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
                              dynamic_ncols=True, mininterval=1.0)
 
