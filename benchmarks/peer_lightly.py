@@ -116,6 +116,12 @@ def recipe(method: str, batch: int, dataset: str) -> ml_collections.ConfigDict:
     if method == "pmsn":
         c.loss.prior = "power_law"  # as configs/pmsn_fashion_mnist.py
     c.train.batch_size, c.data.dataset = batch, dataset
+    check_supported(c, method)
+    return c
+
+
+def check_supported(c: ml_collections.ConfigDict, method: str) -> None:
+    """Raises ValueError naming the fields of ``c`` this peer does not implement."""
     unsupported = {"model.dtype": c.model.dtype != "float32",
                    "model.drop_path_rate": c.model.drop_path_rate != 0,
                    "loss.koleo_weight": c.loss.koleo_weight != 0,
@@ -127,7 +133,6 @@ def recipe(method: str, batch: int, dataset: str) -> ml_collections.ConfigDict:
     bad = [k for k, v in unsupported.items() if v]
     if bad:
         raise ValueError(f"the {method} recipe sets {bad}, which this peer does not implement")
-    return c
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,51 +373,175 @@ def augment(batch: dict[str, np.ndarray], augments: tuple[tuple, tuple],
 
 
 # ---------------------------------------------------------------------------------------------
+# The loss: lightly's, or (only where a caller allows it) a built-in DINO loss.
+
+
+class BuiltinDINOLoss(nn.Module):
+    """DINO's loss (Caron et al. 2021, eq. 1, with the centring of sec. 3.1), called as lightly's
+    ``DINOLoss``: ``loss_fn(teacher_outs, student_outs, teacher_temp=t)``.
+
+    For teacher views t and student views s, P_t = softmax((g_t - c) / tau_t) and
+    log P_s = log_softmax(g_s / tau_s); the loss is the mean over pairs with t != s (view index)
+    and images of -sum_k P_t log P_s, then the centre moves to m c + (1 - m) mean(g_t). The same
+    maths as lightly 1.6's ``DINOLoss`` (its stacked einsum with the diagonal zeroed);
+    benchmarks/peer_speed.py falls back to it where lightly is not installed, and says so.
+
+    >>> loss_fn = BuiltinDINOLoss(output_dim=4, student_temp=0.1, center_momentum=0.9)
+    >>> t = [torch.zeros(2, 4)] * 2  # uniform teacher: the loss is log K for any student
+    >>> round(float(loss_fn(t, [torch.zeros(2, 4)] * 3, teacher_temp=0.04)), 4)
+    1.3863
+    """
+
+    def __init__(self, output_dim: int, student_temp: float, center_momentum: float):
+        super().__init__()
+        self.student_temp, self.center_momentum = student_temp, center_momentum
+        self.register_buffer("center", torch.zeros(1, 1, output_dim))
+
+    def forward(self, teacher_out: list[Tensor], student_out: list[Tensor],
+                teacher_temp: float) -> Tensor:
+        t = torch.stack(teacher_out)  # [T, B, K]
+        p_t = F.softmax((t - self.center) / teacher_temp, dim=-1)
+        log_p_s = F.log_softmax(torch.stack(student_out) / self.student_temp, dim=-1)
+        ce = -torch.einsum("tbk,sbk->ts", p_t, log_p_s)  # summed over the batch
+        pairs = ~torch.eye(len(teacher_out), len(student_out), dtype=torch.bool)
+        loss = ce[pairs].sum() / (int(pairs.sum()) * t.shape[1])
+        with torch.no_grad():  # c <- m c + (1 - m) mean of the teacher outputs
+            m = self.center_momentum
+            self.center.mul_(m).add_(t.mean(dim=(0, 1), keepdim=True), alpha=1.0 - m)
+        return loss
+
+
+def make_loss(config: ml_collections.ConfigDict, method: str,
+              allow_builtin: bool = False) -> tuple[nn.Module, str]:
+    """The loss module of ``method`` and where it comes from ("lightly X.Y.Z" or "built-in").
+
+    lightly's DINOLoss, MSNLoss or PMSNLoss; with ``allow_builtin`` and lightly not installed,
+    DINO uses :class:`BuiltinDINOLoss` (MSN / PMSN have no fallback: lightly is required).
+    """
+    lc = config.loss
+    if importlib.util.find_spec("lightly") is None:
+        if allow_builtin and method == "dino":
+            return BuiltinDINOLoss(config.head.num_prototypes, lc.student_temp,
+                                   lc.center_momentum), "built-in (lightly not installed)"
+        raise ModuleNotFoundError(f"the {method} peer needs lightly: "
+                                  "pip install --no-deps lightly==1.6.0")
+    DINOLoss, MSNLoss, PMSNLoss = import_lightly_losses()
+    source = f"lightly {importlib.metadata.version('lightly')}"
+    if method == "dino":
+        return DINOLoss(output_dim=config.head.num_prototypes,
+                        warmup_teacher_temp=lc.warmup_teacher_temp, teacher_temp=lc.teacher_temp,
+                        student_temp=lc.student_temp, center_momentum=lc.center_momentum), source
+    kwargs = dict(temperature=lc.student_temp, sinkhorn_iterations=lc.sinkhorn_iters,
+                  regularization_weight=lc.regularization_weight)
+    # lightly's _power_law_distribution calls torch.tensor() on a tensor every step.
+    warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+    if method == "pmsn":
+        return PMSNLoss(power_law_exponent=lc.prior_exponent, **kwargs), source
+    return MSNLoss(**kwargs), source
+
+
+# ---------------------------------------------------------------------------------------------
 # Training and evaluation.
+
+
+class PeerStep:
+    """One optimiser step of the peer, timed by phase: the body of :func:`train`'s loop, also
+    driven by benchmarks/peer_speed.py.
+
+    Holds the EMA teacher (an exact copy of ``student`` at the start, as jaxssl), AdamW (decay on
+    rank >= 2 parameters, as ``jaxssl.train.optim.decay_mask``) and the loss. Calling it with a
+    batch of uint8 crops and the step index returns the loss and, for each of :attr:`PHASES`,
+    the (wall, process CPU) seconds it took: photometric augmentation; student and teacher forward
+    and the loss; backward; gradient clipping, AdamW and the EMA teacher. The schedules' scalars
+    are read first, outside the phases.
+    """
+
+    PHASES = ("augment", "forward", "backward", "update")
+
+    def __init__(self, config: ml_collections.ConfigDict, method: str, student: Net,
+                 gen: torch.Generator, total_steps: int, allow_builtin_loss: bool = False):
+        from jaxssl.data.masks import msn_num_keep
+        from jaxssl.data.view_augments import view_augments
+
+        self.config, self.method, self.student, self.gen = config, method, student, gen
+        self.total_steps = total_steps
+        self.loss_fn, self.loss_source = make_loss(config, method, allow_builtin_loss)
+        if method != "dino":
+            side = config.data.global_crops.size // student.backbone.patch_embed.stride[0]
+            self.num_patches = side * side
+            self.num_keep = msn_num_keep(self.num_patches, config.loss.patch_drop)
+        self.teacher = copy.deepcopy(student)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.params = [p for p in student.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(
+            [{"params": [p for p in self.params if p.ndim >= 2]},
+             {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0}],
+            betas=(0.9, 0.999), eps=1e-8, foreach=True)
+        self.augments = view_augments(config)
+        self.s_params, self.t_params = list(student.parameters()), list(self.teacher.parameters())
+        student.train()
+        self.teacher.train()  # jaxssl runs the teacher in train mode too (BN batch statistics)
+
+    def _loss(self, views: dict[str, list[Tensor]], h: dict) -> Tensor:
+        """Student and teacher forward and the loss of one step."""
+        g, loc = views["global"], views.get("local", [])
+        student, teacher, lc = self.student, self.teacher, self.config.loss
+        if self.method == "dino":
+            s_out = list(student(torch.cat(g)).chunk(len(g)))
+            if loc:
+                s_out += list(student(torch.cat(loc)).chunk(len(loc)))
+            with torch.no_grad():
+                t_out = list(teacher(torch.cat(g)).chunk(len(g)))
+            return self.loss_fn(t_out, s_out, teacher_temp=float(h["teacher_temp"]))
+        keep = torch.randperm(self.num_patches, generator=self.gen)[:self.num_keep].sort().values
+        anchors = [student(g[1], keep=keep if lc.patch_drop > 0 else None)]
+        if loc:
+            anchors.append(student(torch.cat(loc)))
+        with torch.no_grad():
+            target = teacher(g[0])
+        return self.loss_fn(torch.cat(anchors), target, prototypes=student.head.prototypes,
+                            target_sharpen_temperature=lc.sharpen_temperature)
+
+    def __call__(self, batch: dict[str, np.ndarray],
+                 step: int) -> tuple[float, dict[str, tuple[float, float]]]:
+        from jaxssl.train.hyper import hyperparams
+
+        h = hyperparams(self.config, step, self.total_steps)
+        opt = self.opt
+        opt.param_groups[0]["lr"] = opt.param_groups[1]["lr"] = float(h["learning_rate"])
+        opt.param_groups[0]["weight_decay"] = float(h["weight_decay"])
+        marks = [(time.perf_counter(), time.process_time())]
+        views = augment(batch, self.augments, self.gen)
+        marks.append((time.perf_counter(), time.process_time()))
+        loss = self._loss(views, h)
+        marks.append((time.perf_counter(), time.process_time()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        marks.append((time.perf_counter(), time.process_time()))
+        if bool(h["freeze_prototypes"]):
+            self.student.head.prototypes.grad.zero_()
+        clip = float(self.config.optim.grad_clip)
+        if clip > 0:
+            nn.utils.clip_grad_norm_(self.params, clip)
+        opt.step()
+        with torch.no_grad():  # theta_t <- m theta_t + (1 - m) theta_s
+            torch._foreach_lerp_(self.t_params, self.s_params, 1.0 - float(h["ema_momentum"]))
+        value = loss.item()
+        marks.append((time.perf_counter(), time.process_time()))
+        return value, {p: (b[0] - a[0], b[1] - a[1])
+                       for p, a, b in zip(self.PHASES, marks, marks[1:])}
 
 
 def train(args: argparse.Namespace, config: ml_collections.ConfigDict, student: Net,
           gen: torch.Generator) -> tuple[Net, dict[str, Any]]:
     """Trains ``student`` for ``args.steps`` steps; returns the EMA teacher and timings."""
-    from jaxssl.data.masks import msn_num_keep
     from jaxssl.data.pipeline import make_train_iterator
-    from jaxssl.data.view_augments import view_augments
-    from jaxssl.train.hyper import hyperparams
 
-    DINOLoss, MSNLoss, PMSNLoss = import_lightly_losses()
-    lc, method = config.loss, args.method
-    if method == "dino":
-        loss_fn = DINOLoss(output_dim=config.head.num_prototypes,
-                           warmup_teacher_temp=lc.warmup_teacher_temp,
-                           teacher_temp=lc.teacher_temp, student_temp=lc.student_temp,
-                           center_momentum=lc.center_momentum)
-    else:
-        kwargs = dict(temperature=lc.student_temp, sinkhorn_iterations=lc.sinkhorn_iters,
-                      regularization_weight=lc.regularization_weight)
-        loss_fn = (PMSNLoss(power_law_exponent=lc.prior_exponent, **kwargs) if method == "pmsn"
-                   else MSNLoss(**kwargs))
-        # lightly's _power_law_distribution calls torch.tensor() on a tensor every step.
-        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-        side = config.data.global_crops.size // student.backbone.patch_embed.stride[0]
-        num_patches, num_keep = side * side, msn_num_keep(side * side, lc.patch_drop)
-
-    teacher = copy.deepcopy(student)  # the EMA teacher starts as an exact copy (as jaxssl)
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]  # jaxssl.train.optim.decay_mask
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            betas=(0.9, 0.999), eps=1e-8, foreach=True)
-    augments = view_augments(config)
+    step_fn = PeerStep(config, args.method, student, gen, args.steps)
     data = make_train_iterator(config.data, global_batch_size=args.batch, seed=args.seed,
                                process_index=0, process_count=1)
-    s_params, t_params = list(student.parameters()), list(teacher.parameters())
-    clip = float(config.optim.grad_clip)
     curve: list[tuple[int, float]] = []
-    student.train()
-    teacher.train()  # jaxssl runs the teacher in train mode too (BN batch statistics)
-
     t_start = time.perf_counter()
     t_timed = t_start
     for step in range(args.steps):
@@ -420,51 +549,22 @@ def train(args: argparse.Namespace, config: ml_collections.ConfigDict, student: 
         if step == 0 and not np.array_equal(batch["global"][..., 0], batch["global"][..., 1]):
             raise ValueError(f"--dataset {args.dataset!r} is not grayscale; this peer's "
                              "photometric ops are written for grayscale images")
-        h = hyperparams(config, step, args.steps)
-        opt.param_groups[0]["lr"] = opt.param_groups[1]["lr"] = float(h["learning_rate"])
-        opt.param_groups[0]["weight_decay"] = float(h["weight_decay"])
-        views = augment(batch, augments, gen)
-        g, loc = views["global"], views.get("local", [])
-        if method == "dino":
-            s_out = list(student(torch.cat(g)).chunk(len(g)))
-            if loc:
-                s_out += list(student(torch.cat(loc)).chunk(len(loc)))
-            with torch.no_grad():
-                t_out = list(teacher(torch.cat(g)).chunk(len(g)))
-            loss = loss_fn(t_out, s_out, teacher_temp=float(h["teacher_temp"]))
-        else:
-            keep = torch.randperm(num_patches, generator=gen)[:num_keep].sort().values
-            anchors = [student(g[1], keep=keep if lc.patch_drop > 0 else None)]
-            if loc:
-                anchors.append(student(torch.cat(loc)))
-            with torch.no_grad():
-                target = teacher(g[0])
-            loss = loss_fn(torch.cat(anchors), target, prototypes=student.head.prototypes,
-                           target_sharpen_temperature=lc.sharpen_temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if bool(h["freeze_prototypes"]):
-            student.head.prototypes.grad.zero_()
-        if clip > 0:
-            nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        with torch.no_grad():  # theta_t <- m theta_t + (1 - m) theta_s
-            torch._foreach_lerp_(t_params, s_params, 1.0 - float(h["ema_momentum"]))
-        value = loss.item()
+        value, _ = step_fn(batch, step)
         if not math.isfinite(value):
             raise FloatingPointError(f"loss is {value} at step {step + 1}")
         if step == 0 or (step + 1) % config.train.log_every == 0 or step + 1 == args.steps:
             curve.append((step + 1, value))
+            lr = step_fn.opt.param_groups[0]["lr"]
             print(f"step {step + 1:5d}/{args.steps}  loss {value:.4f}  "
-                  f"lr {float(h['learning_rate']):.2e}  {time.perf_counter() - t_start:.1f} s",
-                  flush=True)
+                  f"lr {lr:.2e}  {time.perf_counter() - t_start:.1f} s", flush=True)
         if step + 1 == TIMING_SKIP_STEPS:
             t_timed = time.perf_counter()
     t_end = time.perf_counter()
     timed_steps = args.steps - TIMING_SKIP_STEPS
-    return teacher, {"train_seconds": t_end - t_start,
-                     "images_per_s": timed_steps * args.batch / max(t_end - t_timed, 1e-9),
-                     "loss_first": curve[0][1], "loss_last": curve[-1][1], "loss_curve": curve}
+    return step_fn.teacher, {"train_seconds": t_end - t_start,
+                             "images_per_s": timed_steps * args.batch / max(t_end - t_timed, 1e-9),
+                             "loss_first": curve[0][1], "loss_last": curve[-1][1],
+                             "loss_curve": curve}
 
 
 def knn_eval(args: argparse.Namespace, config: ml_collections.ConfigDict,

@@ -27,6 +27,8 @@ def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
         kwargs.setdefault("drop_path_rate", config.model.drop_path_rate)
     if config.model.remat:
         kwargs.setdefault("remat", True)
+    if config.model.get("gelu_approximate"):  # ViT only (validated)
+        kwargs.setdefault("gelu_approximate", True)
     return create_backbone(config.model.backbone, **kwargs)
 
 

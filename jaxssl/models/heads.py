@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.models.batch_norm import torch_batch_norm
 from jaxssl.models.prototypes import (
     PROTOTYPES_NAME,
     PrototypeMatrix,
@@ -60,22 +61,10 @@ class MLP(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
-    def _bn(self, name: str, train: bool) -> nn.BatchNorm:
-        # torch BN momentum 0.1 == flax momentum 0.9; float32 statistics even in bf16 compute.
-        return nn.BatchNorm(
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=jnp.float32,
-            param_dtype=self.param_dtype,
-            axis_name=self.bn_axis_name,
-            name=name,
-        )
-
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if self.bn_before_first:
-            x = self._bn("bn_in", train)(x)
+            x = torch_batch_norm(self, train, "bn_in")(x)
         dims = (*self.hidden_dims, self.out_dim)
         for i, dim in enumerate(dims):
             x = nn.Dense(
@@ -88,9 +77,16 @@ class MLP(nn.Module):
             )(x)
             if i < len(dims) - 1:
                 if self.use_bn:
-                    x = self._bn(f"bn_{i}", train)(x)
+                    x = torch_batch_norm(self, train, f"bn_{i}")(x)
                 x = self.activation(x)
         return x
+
+
+def _head_mlp(head: nn.Module, hidden_dims: tuple[int, ...], out_dim: int, **kwargs: Any) -> MLP:
+    """A head's MLP, named ``"mlp"``, with the head's ``use_bn``, dtypes and BN axis name."""
+    return MLP(hidden_dims=hidden_dims, out_dim=out_dim, use_bn=head.use_bn, dtype=head.dtype,
+               param_dtype=head.param_dtype, bn_axis_name=head.bn_axis_name, name="mlp",
+               **kwargs)
 
 
 class DINOHead(nn.Module):
@@ -122,15 +118,8 @@ class DINOHead(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if self.num_layers < 1:
             raise ValueError(f"DINOHead: num_layers must be >= 1, got {self.num_layers}")
-        z = MLP(
-            hidden_dims=(self.hidden_dim,) * (self.num_layers - 1),
-            out_dim=self.bottleneck_dim,
-            use_bn=self.use_bn,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            bn_axis_name=self.bn_axis_name,
-            name="mlp",
-        )(x, train=train)
+        z = _head_mlp(self, (self.hidden_dim,) * (self.num_layers - 1), self.bottleneck_dim)(
+            x, train=train)
         z = l2_normalize(z)
         return WeightNormPrototypes(
             self.num_prototypes,
@@ -164,15 +153,8 @@ class CARPHead(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        z = MLP(
-            hidden_dims=(self.hidden_dim, self.hidden_dim),
-            out_dim=self.bottleneck_dim,
-            use_bn=self.use_bn,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            bn_axis_name=self.bn_axis_name,
-            name="mlp",
-        )(x, train=train)
+        z = _head_mlp(self, (self.hidden_dim, self.hidden_dim), self.bottleneck_dim)(
+            x, train=train)
         return WeightNormPrototypes(
             self.num_prototypes, param_dtype=self.param_dtype, name=PROTOTYPES_NAME
         )(z)
@@ -198,22 +180,20 @@ class ExCBProjector(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
+    # The predictor (below) differs only in a BN on its input when it has BNs.
+    bn_on_input = False
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        y = MLP(
-            hidden_dims=(self.hidden_dim,),
-            out_dim=self.out_dim,
-            use_bn=self.use_bn,
+        y = _head_mlp(
+            self, (self.hidden_dim,), self.out_dim,
+            bn_before_first=self.bn_on_input and self.use_bn,
             activation=nn.relu if self.use_bn else _gelu,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            bn_axis_name=self.bn_axis_name,
-            name="mlp",
         )(x, train=train)
         return y.astype(jnp.float32)
 
 
-class ExCBPredictor(nn.Module):
+class ExCBPredictor(ExCBProjector):
     """ExCB predictor g (student only): BN, then MLP ``dim -> hidden -> out`` (docs/methods.md §3).
 
     BN(in) -> Dense(hidden) -> BN -> ReLU -> Dense(out); with ``use_bn=False`` both BNs are dropped
@@ -226,27 +206,7 @@ class ExCBPredictor(nn.Module):
     (3, 4)
     """
 
-    hidden_dim: int = 2048
-    out_dim: int = 256
-    use_bn: bool = True
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        y = MLP(
-            hidden_dims=(self.hidden_dim,),
-            out_dim=self.out_dim,
-            use_bn=self.use_bn,
-            bn_before_first=self.use_bn,
-            activation=nn.relu if self.use_bn else _gelu,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            bn_axis_name=self.bn_axis_name,
-            name="mlp",
-        )(x, train=train)
-        return y.astype(jnp.float32)
+    bn_on_input = True
 
 
 class CentroidLayer(nn.Module):
@@ -304,15 +264,7 @@ class MSNHead(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        z = MLP(
-            hidden_dims=(self.hidden_dim, self.hidden_dim),
-            out_dim=self.out_dim,
-            use_bn=self.use_bn,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            bn_axis_name=self.bn_axis_name,
-            name="mlp",
-        )(x, train=train)
+        z = _head_mlp(self, (self.hidden_dim, self.hidden_dim), self.out_dim)(x, train=train)
         # Touch the prototype submodule so that init creates its parameter.
         PrototypeMatrix(
             self.num_prototypes, self.out_dim, param_dtype=self.param_dtype, name=PROTOTYPES_NAME

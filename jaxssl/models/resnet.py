@@ -31,12 +31,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.models.batch_norm import torch_batch_norm
+
 # torchvision initialises convolutions with kaiming_normal_(mode="fan_out", nonlinearity="relu").
 _CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 class _Layers:
-    """Builders for the conv and BN layers shared by the blocks and the stem."""
+    """The conv layer builder shared by the blocks and the stem (BN: ``torch_batch_norm``)."""
 
     @staticmethod
     def conv(module: nn.Module, features: int, kernel: int, stride: int, name: str) -> nn.Conv:
@@ -53,23 +55,10 @@ class _Layers:
             name=name,
         )
 
-    @staticmethod
-    def bn(module: nn.Module, train: bool, name: str, zero_scale: bool = False) -> nn.BatchNorm:
-        # flax momentum 0.9 == torch momentum 0.1; statistics and normalisation in float32.
-        return nn.BatchNorm(
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=jnp.float32,
-            param_dtype=module.param_dtype,
-            scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones,
-            axis_name=module.bn_axis_name,
-            name=name,
-        )
 
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual connection (ResNet-18/34). Output width = ``planes``."""
+class _ResidualBlock(nn.Module):
+    """conv -> BN (-> ReLU) for each of ``convs()``, no ReLU after the last BN, plus the shortcut,
+    then ReLU. Layers are named ``conv{i}`` / ``bn{i}`` (torchvision's names) from 1."""
 
     planes: int
     stride: int = 1
@@ -80,38 +69,40 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
+    def convs(self) -> tuple[tuple[int, int, int], ...]:
+        """(features, kernel, stride) of each convolution."""
+        raise NotImplementedError
+
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         # ``train`` is positional so nn.remat(..., static_argnums=(2,)) can keep it static.
-        out = _Layers.conv(self, self.planes, 3, self.stride, "conv1")(x)
-        out = nn.relu(_Layers.bn(self, train, "bn1")(out))
-        out = _Layers.conv(self, self.planes, 3, 1, "conv2")(out)
-        out = _Layers.bn(self, train, "bn2", zero_scale=self.zero_init_residual)(out)
-        return nn.relu(out + _shortcut(self, x, self.planes, train))
+        convs = self.convs()
+        out = x
+        for i, (features, kernel, stride) in enumerate(convs, start=1):
+            out = _Layers.conv(self, features, kernel, stride, f"conv{i}")(out)
+            last = i == len(convs)
+            zero = last and self.zero_init_residual
+            out = torch_batch_norm(self, train, f"bn{i}", zero_scale=zero)(out)
+            out = out if last else nn.relu(out)
+        return nn.relu(out + _shortcut(self, x, convs[-1][0], train))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions with a residual connection (ResNet-18/34). Output width = ``planes``."""
+
+    expansion = 1
+
+    def convs(self) -> tuple[tuple[int, int, int], ...]:
+        return (self.planes, 3, self.stride), (self.planes, 3, 1)
+
+
+class Bottleneck(_ResidualBlock):
     """1x1 reduce, 3x3 (strided), 1x1 expand (x4) with a residual connection (ResNet-50/101)."""
-
-    planes: int
-    stride: int = 1
-    zero_init_residual: bool = False
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     expansion = 4
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        # ``train`` is positional so nn.remat(..., static_argnums=(2,)) can keep it static.
-        out = _Layers.conv(self, self.planes, 1, 1, "conv1")(x)
-        out = nn.relu(_Layers.bn(self, train, "bn1")(out))
-        out = _Layers.conv(self, self.planes, 3, self.stride, "conv2")(out)
-        out = nn.relu(_Layers.bn(self, train, "bn2")(out))
-        out = _Layers.conv(self, self.planes * 4, 1, 1, "conv3")(out)
-        out = _Layers.bn(self, train, "bn3", zero_scale=self.zero_init_residual)(out)
-        return nn.relu(out + _shortcut(self, x, self.planes * 4, train))
+    def convs(self) -> tuple[tuple[int, int, int], ...]:
+        return (self.planes, 1, 1), (self.planes, 3, self.stride), (self.planes * 4, 1, 1)
 
 
 def _shortcut(block: nn.Module, x: jax.Array, out_features: int, train: bool) -> jax.Array:
@@ -119,7 +110,7 @@ def _shortcut(block: nn.Module, x: jax.Array, out_features: int, train: bool) ->
     if block.stride == 1 and x.shape[-1] == out_features:
         return x
     y = _Layers.conv(block, out_features, 1, block.stride, "downsample_conv")(x)
-    return _Layers.bn(block, train, "downsample_bn")(y)
+    return torch_batch_norm(block, train, "downsample_bn")(y)
 
 
 _BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -196,10 +187,10 @@ class ResNet(nn.Module):
         x = x.astype(self.dtype)
         if self.small_stem:
             x = _Layers.conv(self, self.width, 3, 1, "conv1")(x)
-            x = nn.relu(_Layers.bn(self, train, "bn1")(x))
+            x = nn.relu(torch_batch_norm(self, train, "bn1")(x))
         else:
             x = _Layers.conv(self, self.width, 7, 2, "conv1")(x)
-            x = nn.relu(_Layers.bn(self, train, "bn1")(x))
+            x = nn.relu(torch_batch_norm(self, train, "bn1")(x))
             # torch pads max-pool with -inf, as flax's max_pool does with explicit padding.
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for i, num_blocks in enumerate(self.stage_sizes):

@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.models.linear import dense_dot_general
+
 # timm / DINO initialise linear layers and the position embedding with trunc_normal(std=0.02).
 _TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)
 
@@ -32,6 +34,7 @@ def _dense(module: nn.Module, features: int, name: str) -> nn.Dense:
         bias_init=nn.initializers.zeros,
         dtype=module.dtype,
         param_dtype=module.param_dtype,
+        dot_general=dense_dot_general,
         name=name,
     )
 
@@ -60,7 +63,13 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention: fused qkv projection (with bias), then an output projection."""
+    """Multi-head self-attention: fused qkv projection (with bias), then an output projection.
+
+    The projections run on the 2-D [B*N, D] view of the tokens; the attention itself is
+    ``jax.nn.dot_product_attention`` with ``implementation=None``, so XLA picks: on CPU/TPU its
+    einsum formulation (logits and softmax in float32), on GPU cuDNN's fused kernel where the
+    dtype and shapes allow.
+    """
 
     num_heads: int
     dtype: Any = jnp.float32
@@ -73,28 +82,31 @@ class Attention(nn.Module):
             raise ValueError(
                 f"Attention: embed dim {d} not divisible by num_heads {self.num_heads}"
             )
-        head_dim = d // self.num_heads
-        qkv = _dense(self, 3 * d, "qkv")(x).reshape(b, n, 3, self.num_heads, head_dim)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, H, hd]
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q * head_dim**-0.5, k)
-        # Softmax in float32: bf16 logits lose the small differences that set the attention weights.
-        attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", attn, v).reshape(b, n, d)
-        return _dense(self, d, "proj")(out)
+        qkv = _dense(self, 3 * d, "qkv")(x.reshape(b * n, d))
+        qkv = qkv.reshape(b, n, 3, self.num_heads, d // self.num_heads)
+        # softmax(q k^T / sqrt(head_dim)) v per head (Vaswani et al., eq. 1), [B, N, H, hd].
+        out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+        return _dense(self, d, "proj")(out.reshape(b * n, d)).reshape(b, n, d)
 
 
 class Mlp(nn.Module):
-    """Transformer MLP: fc1 (hidden) -> exact GELU -> fc2."""
+    """Transformer MLP on the 2-D [B*N, D] view: fc1 (hidden) -> GELU -> fc2.
+
+    GELU is exact (erf), as the ViT / DINO papers and timm; ``gelu_approximate`` selects the tanh
+    approximation (cheaper on CPU, a different function: not a drop-in for trained weights).
+    """
 
     hidden_dim: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    gelu_approximate: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
-        x = nn.gelu(_dense(self, self.hidden_dim, "fc1")(x), approximate=False)
-        return _dense(self, d, "fc2")(x)
+        h = _dense(self, self.hidden_dim, "fc1")(x.reshape(-1, d))
+        h = nn.gelu(h, approximate=self.gelu_approximate)
+        return _dense(self, d, "fc2")(h).reshape(x.shape)
 
 
 class Block(nn.Module):
@@ -109,22 +121,21 @@ class Block(nn.Module):
     drop_path: float = 0.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    gelu_approximate: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-        d = x.shape[-1]
-        y = Attention(self.num_heads, self.dtype, self.param_dtype, name="attn")(
-            _layer_norm(self, "norm1")(x)
+        branches = (
+            ("1", Attention(self.num_heads, self.dtype, self.param_dtype, name="attn")),
+            ("2", Mlp(int(x.shape[-1] * self.mlp_ratio), self.dtype, self.param_dtype,
+                      self.gelu_approximate, name="mlp")),
         )
-        x = x + DropPath(self.drop_path, name="drop_path1")(
-            y, deterministic=deterministic
-        ).astype(x.dtype)
-        y = Mlp(int(d * self.mlp_ratio), self.dtype, self.param_dtype, name="mlp")(
-            _layer_norm(self, "norm2")(x)
-        )
-        return x + DropPath(self.drop_path, name="drop_path2")(
-            y, deterministic=deterministic
-        ).astype(x.dtype)
+        for i, branch in branches:  # the two residual branches differ only in their module
+            y = branch(_layer_norm(self, f"norm{i}")(x))
+            x = x + DropPath(self.drop_path, name=f"drop_path{i}")(
+                y, deterministic=deterministic
+            ).astype(x.dtype)
+        return x
 
 
 def interpolate_pos_embed(pos_embed: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Array]:
@@ -155,6 +166,30 @@ def interpolate_pos_embed(pos_embed: jax.Array, h: int, w: int) -> tuple[jax.Arr
     return cls_pos, patch_pos
 
 
+def _patch_grid(x: jax.Array, p: int) -> tuple[int, int, int]:
+    """(B, h, w): the batch size and patch grid of images x [B, H, W, C] with patch size p."""
+    if x.ndim != 4:
+        raise ValueError(f"VisionTransformer: x must be [B, H, W, C], got shape {x.shape}")
+    b, height, width, _ = x.shape
+    if height % p or width % p:
+        raise ValueError(
+            f"VisionTransformer: image size {height}x{width} is not a multiple of patch_size {p}"
+        )
+    return b, height // p, width // p
+
+
+def _keep_tokens(tokens: jax.Array, keep: jax.Array) -> jax.Array:
+    """MSN patch dropping: the tokens [B, N, D] at ``keep`` [n_keep] or [B, n_keep]."""
+    if keep.ndim == 1:
+        return jnp.take(tokens, keep, axis=1)
+    if keep.ndim == 2 and keep.shape[0] == tokens.shape[0]:
+        return jnp.take_along_axis(tokens, keep[..., None], axis=1)
+    raise ValueError(
+        "VisionTransformer: keep_indices must be [n_keep] or [B, n_keep] with "
+        f"B = {tokens.shape[0]}, got shape {keep.shape}"
+    )
+
+
 class VisionTransformer(nn.Module):
     """ViT backbone returning the final-norm CLS feature [B, D] (optionally the patch tokens too).
 
@@ -172,6 +207,9 @@ class VisionTransformer(nn.Module):
         activation memory. Outputs, gradients and parameter paths are unchanged.
       use_mask_token: create the learnable iBOT ``mask_token`` [1, 1, D] (zeros init). Without it
         the parameter count equals timm's; passing ``mask`` then raises ValueError.
+      gelu_approximate: the blocks' MLP GELU as the tanh approximation instead of the exact erf
+        form of the ViT / DINO papers (cheaper on CPU; a different function, so not for weights
+        trained with the other one). Parameters are the same either way.
       dtype / param_dtype: compute and storage dtypes; LayerNorm and softmax run in float32.
 
     Call: ``__call__(x, *, train=False, deterministic=None, keep_indices=None, mask=None,
@@ -211,6 +249,7 @@ class VisionTransformer(nn.Module):
     drop_path_rate: float = 0.0
     use_mask_token: bool = True
     remat: bool = False
+    gelu_approximate: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -240,17 +279,8 @@ class VisionTransformer(nn.Module):
         mask: jax.Array | None = None,
         return_patch_tokens: bool = False,
     ) -> jax.Array | tuple[jax.Array, jax.Array]:
-        if x.ndim != 4:
-            raise ValueError(f"VisionTransformer: x must be [B, H, W, C], got shape {x.shape}")
-        b, height, width, _ = x.shape
-        p = self.patch_size
-        if height % p or width % p:
-            raise ValueError(
-                f"VisionTransformer: image size {height}x{width} is not a multiple of "
-                f"patch_size {p}"
-            )
-        h, w = height // p, width // p
-        n = h * w
+        b, h, w = _patch_grid(x, self.patch_size)
+        p, n = self.patch_size, h * w
 
         # Patch embedding: a p x p stride-p convolution == a linear map of each flattened patch.
         tokens = nn.Conv(
@@ -286,16 +316,7 @@ class VisionTransformer(nn.Module):
         tokens = tokens + patch_pos.astype(tokens.dtype)
 
         if keep_indices is not None:
-            keep_indices = jnp.asarray(keep_indices)
-            if keep_indices.ndim == 1:
-                tokens = jnp.take(tokens, keep_indices, axis=1)
-            elif keep_indices.ndim == 2 and keep_indices.shape[0] == b:
-                tokens = jnp.take_along_axis(tokens, keep_indices[..., None], axis=1)
-            else:
-                raise ValueError(
-                    "VisionTransformer: keep_indices must be [n_keep] or [B, n_keep] with "
-                    f"B = {b}, got shape {keep_indices.shape}"
-                )
+            tokens = _keep_tokens(tokens, jnp.asarray(keep_indices))
 
         cls = self.param("cls_token", _TRUNC_NORMAL, (1, 1, self.embed_dim), self.param_dtype)
         cls = (cls.astype(jnp.float32) + cls_pos).astype(tokens.dtype)
@@ -305,14 +326,8 @@ class VisionTransformer(nn.Module):
         # nn.remat keeps the module's name, so parameter paths are the same with or without it.
         block_cls = nn.remat(Block, static_argnums=(2,)) if self.remat else Block
         for i, rate in enumerate(self.drop_path_rates):
-            x = block_cls(
-                self.num_heads,
-                self.mlp_ratio,
-                rate,
-                self.dtype,
-                self.param_dtype,
-                name=f"blocks_{i}",
-            )(x, bool(deterministic))
+            x = block_cls(self.num_heads, self.mlp_ratio, rate, self.dtype, self.param_dtype,
+                          self.gelu_approximate, name=f"blocks_{i}")(x, bool(deterministic))
         x = _layer_norm(self, "norm")(x)  # float32 output
         if return_patch_tokens:
             return x[:, 0], x[:, 1:]

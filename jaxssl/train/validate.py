@@ -53,6 +53,9 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
         _fail("model.dtype", f"must be one of {sorted(DTYPES)}, got {c.model.dtype!r}.")
     if not isinstance(c.model.remat, bool):
         _fail("model.remat", f"must be True or False, got {c.model.remat!r}.")
+    if c.model.gelu_approximate not in (False, True) or (
+            c.model.gelu_approximate and not c.model.backbone.startswith("vit")):
+        _fail("model.gelu_approximate", "must be True (ViT backbones only) or False.")
     k = c.head.num_prototypes
     if c.method == "carp" and (c.loss.block_size <= 0 or k % c.loss.block_size):
         _fail("loss.block_size", f"{c.loss.block_size} does not divide "
