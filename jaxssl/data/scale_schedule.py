@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxssl.train.schedules import cosine_ramp
+from jaxssl.ops.schedules import cosine_ramp
 
 
 def crop_scales(step: int, global_scale: tuple[float, float], local_scale: tuple[float, float],

@@ -1,7 +1,7 @@
 """Optimisers of the paper recipes, with hyper-parameters fed per step.
 
 The learning rate, weight decay and the prototype freeze flag live in the optimiser state
-(``optax.inject_hyperparams``), so the host-side schedules of :mod:`jaxssl.train.schedules` set
+(``optax.inject_hyperparams``), so the host-side schedules of :mod:`jaxssl.ops.schedules` set
 them each step without recompiling. Weight decay skips biases and normalisation parameters (every
 parameter of rank < 2), as in DINO. ExCB's centroids get an extra decay term whose scale follows
 its own schedule (METHODS.md 3).
