@@ -1,8 +1,8 @@
 """Evaluation protocols on Fashion-MNIST raw pixels: accuracy checks and side-by-side timings.
 
 Run ``python benchmarks/eval.py`` (add ``--quick`` for a 10k-image train bank). It reproduces the
-k-NN baselines of shared/CALIBRATION.md (raw pixels / 255: 84.6 %, mean-centred: 86.1 %) with
-``knn_classify``, times the k-NN block size (only a [block, N] similarity slab lives at once),
+k-NN baselines of RESULTS.md, "Machine calibration" (raw pixels / 255: 84.6 %, mean-centred: 86.1 %)
+with ``knn_classify``, times the k-NN block size (only a [block, N] similarity slab lives at once),
 runs the linear probe, few-shot and k-means clustering on the same pixels, and times the
 prototype diagnostics at K = 8192, D = 256. Every time is the wall time of one warm call
 (compiled by an identical earlier call), so ratios within one run are what to quote.

@@ -47,8 +47,9 @@ import jax.numpy as jnp
 
 F32 = 4  # bytes per float32 element
 
-# PyTorch reference timings (lightly 1.6.0, torch 2.13 CPU) from shared/CALIBRATION.md. They were
-# measured on another occasion on the same kind of machine, not side by side with this run.
+# PyTorch reference timings (lightly 1.6.0, torch 2.13 CPU), benchmarks/RESULTS.md "Machine
+# calibration". They were measured on another occasion on the same kind of machine, not side by
+# side with this run.
 TORCH_REFERENCE_MS = {
     "dino": 7049.0,
     "msn": 102.0,

@@ -376,8 +376,8 @@ def train(args: argparse.Namespace, config: ml_collections.ConfigDict, student: 
     """Trains ``student`` for ``args.steps`` steps; returns the EMA teacher and timings."""
     from jaxssl.data.masks import msn_num_keep
     from jaxssl.data.pipeline import make_train_iterator
+    from jaxssl.data.view_augments import view_augments
     from jaxssl.train.hyper import hyperparams
-    from jaxssl.train.step import view_augments
 
     DINOLoss, MSNLoss, PMSNLoss = import_lightly_losses()
     lc, method = config.loss, args.method

@@ -183,10 +183,10 @@ def make_torch_loader(root: Path, batch: int, workers: int, seed: int):
 
 def time_jaxssl(root: Path, batch: int, workers: int, num_batches: int, seed: int) -> float:
     """Images/s of make_train_iterator, timed from iterator creation to the last batch."""
-    from jaxssl.data.config import default_data_config
     from jaxssl.data.pipeline import make_train_iterator
+    from jaxssl.train.defaults import base_config
 
-    cfg = default_data_config()
+    cfg = base_config().data
     cfg.dataset = f"folder:{root}"
     cfg.global_crops.num, cfg.global_crops.size = NUM_GLOBAL, GLOBAL_SIZE
     cfg.global_crops.scale = GLOBAL_SCALE

@@ -37,7 +37,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("carp", "excb", "dino", "dino_koleo", "msn", "pmsn")
 DATASETS = ("fashion_mnist", "fashion_mnist:lt100")
-# Cosine k-NN (k = 20) on raw pixels with all 60k train images (shared/CALIBRATION.md).
+# Cosine k-NN (k = 20) on raw pixels with all 60k train images (RESULTS.md, "Machine calibration").
 RAW_PIXEL_KNN = 0.846
 RANDOM_INIT_KNN = 0.680  # the same ViT at random init (benchmarks/RESULTS.md, 2026-12-01)
 PEER_METHODS = ("dino", "msn", "pmsn")

@@ -20,10 +20,10 @@ INTRO = """\
 Prototype / clustering self-supervised pretraining in JAX: **CARP**, **KoLeo-proto**, **ExCB**
 and **PMSN**, with the DINO, iBOT and MSN bases.
 
-This notebook (1) installs jaxssl, (2) runs every public loss on toy tensors, (3) pretrains a
-tiny ExCB model on Fashion-MNIST (or on a small synthetic set when Fashion-MNIST is not on the
-machine), and (4) plots the loss curve, the cluster sizes and the k-NN accuracy of the frozen
-teacher features.
+This notebook (1) installs jaxssl with its `[train]` extra from the repository URL you give it,
+(2) runs every public loss on toy tensors, (3) pretrains a tiny ExCB model on Fashion-MNIST
+(downloaded and checksummed by jaxssl; a small synthetic set only when offline), and (4) plots
+the loss curve, the cluster sizes and the k-NN accuracy of the frozen teacher features.
 
 `SMALL = True` (the default, used by CI) trains for about a minute on a CPU; set it to `False`
 on a Colab GPU/TPU runtime for a longer run."""
@@ -33,32 +33,39 @@ PARAMETERS = """\
 SMALL = True  # a ~1 minute CPU run; False: the 2-core-CPU Fashion-MNIST recipe, ~5 minutes
 METHOD = "excb"  # any of: dino, excb, carp, msn (PMSN: msn with config.loss.prior="power_law")
 WORKDIR = "workdirs/colab_quickstart"
-FMNIST = "/usr/share/datasets/fashion-mnist"  # IDX .gz files; synthetic data when absent
+FMNIST = None  # a folder with the Fashion-MNIST IDX .gz files; None: Debian's copy or the cache
 SEED = 0"""
 
 INSTALL = """\
-# Install: inside a jaxssl checkout, an editable install of it. On Colab, first clone the
-# repository (or run `!pip install -q git+<URL of the jaxssl repository>`) and `%cd` into it.
-import importlib.util
+# @title Install jaxssl with its training extra
+# On Colab: set REPO_URL to the jaxssl repository to install from. Inside a jaxssl checkout (or
+# wherever jaxssl and its [train] extra are already installed, as in CI) nothing is installed.
+import importlib
 import os
 import subprocess
 import sys
 
-if importlib.util.find_spec("jaxssl") is None:
-    if not os.path.exists("setup.py"):
-        raise RuntimeError("jaxssl is not installed and this is not a jaxssl checkout: "
-                           "clone the repository and %cd into it, or pip install it from git.")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "."])
+REPO_URL = "https://github.com/jaxssl/jaxssl"  # @param {type:"string"}
 
-import jax
+try:
+    import jaxssl.train  # noqa: F401  (raises ImportError without the [train] extra)
+except ImportError:
+    if os.path.isdir("jaxssl") and os.path.exists("pyproject.toml"):
+        requirement = ["-e", ".[train]"]  # this notebook runs inside a checkout
+    else:
+        requirement = [f"jaxssl[train] @ git+{REPO_URL}"]
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *requirement])
+    importlib.invalidate_caches()
+
+import jax  # noqa: E402  (imported once the install above is done)
 
 print("jax", jax.__version__, "devices:", jax.devices())"""
 
 LOSSES_MD = """\
 ## The losses on toy tensors
 
-Per-view arrays are `[views, batch, prototypes]`; teacher inputs are treated as constants. See
-`API.md` / `METHODS.md` for the equations."""
+Per-view arrays are `[views, batch, prototypes]`; teacher inputs are treated as constants. The
+equations are in the repository's `docs/methods.md`, the argument shapes in `docs/api.md`."""
 
 LOSSES = """\
 import jax.numpy as jnp
@@ -112,27 +119,33 @@ for name, prior in [("uniform", losses.uniform_prior(K)), ("power law", losses.p
 DATA_MD = """\
 ## Data
 
-Fashion-MNIST from `FMNIST` when it is there (a subset when
-`SMALL`), otherwise a synthetic 10-class set (class templates plus noise) so the notebook runs
-anywhere. Both are written as `.npz` files and read through jaxssl's `npz:` dataset spec."""
+Fashion-MNIST through jaxssl's `load_idx_split`, the loader the trainer uses: from `FMNIST` when
+it holds the four IDX files, else Debian's `dataset-fashion-mnist` or an earlier download in
+`~/.cache/jaxssl`, else the official files are downloaded there (kept only with their official
+SHA-256). Only when the machine is offline does the notebook fall back to a synthetic 10-class set
+(class templates plus noise), and it prints that it did; a download that is not the official file
+stops the notebook. A subset is used when `SMALL`. The images are written as `.npz` files and read
+through jaxssl's `npz:` dataset spec."""
 
 DATA = """\
-import gzip
-
 import numpy as np
+
+from jaxssl.data.sources.idx import load_idx_split
 
 DATA_DIR = f"{WORKDIR}_data"
 os.makedirs(DATA_DIR, exist_ok=True)
 rng = np.random.default_rng(SEED)
+n_train, n_test = (4000, 1000) if SMALL else (60000, 10000)
 
 
-def read_idx(path):
-    # IDX: big-endian magic (2 zero bytes, dtype, ndim), ndim uint32 sizes, then the values.
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+def fashion_mnist():
+    # {split: (images, labels)}, downloading what is missing; None only when offline.
+    try:
+        return {split: load_idx_split("fashion_mnist", split, data_dir=FMNIST)
+                for split in ("train", "test")}
+    except OSError as err:  # offline; a wrong download (ChecksumError) is not caught: it stops
+        print(f"OFFLINE: no Fashion-MNIST ({err}); using SYNTHETIC data instead.")
+        return None
 
 
 def synthetic(n, templates):
@@ -141,13 +154,12 @@ def synthetic(n, templates):
     return np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels
 
 
-n_train, n_test = (4000, 1000) if SMALL else (60000, 10000)
-if os.path.isdir(FMNIST):
+splits = fashion_mnist()
+if splits is not None:
     source = "Fashion-MNIST"
-    for split, prefix, n in [("train", "train", n_train), ("test", "t10k", n_test)]:
-        images = read_idx(f"{FMNIST}/{prefix}-images-idx3-ubyte.gz")[:n]
-        labels = read_idx(f"{FMNIST}/{prefix}-labels-idx1-ubyte.gz")[:n].astype(np.int64)
-        np.savez(f"{DATA_DIR}/{split}.npz", images=images, labels=labels)
+    for split, n in [("train", n_train), ("test", n_test)]:
+        images, labels = splits[split]
+        np.savez(f"{DATA_DIR}/{split}.npz", images=images[:n], labels=labels[:n].astype(np.int64))
 else:
     source = "synthetic"
     templates = rng.uniform(0, 255, (10, 28, 28))

@@ -10,6 +10,6 @@ from jaxssl.train.recipes import imagenet
 
 def get_config():
     c = imagenet("dino", "vit_small", epochs=800)
-    c.loss.koleo_weight = 0.1  # METHODS.md section 2 decision
+    c.loss.koleo_weight = 0.1  # docs/methods.md §2
     c.loss.koleo_chunk_size = 4096
     return c

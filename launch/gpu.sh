@@ -15,7 +15,7 @@ Required:
   --config PATH        config file (e.g. configs/dino_vits16_imagenet.py)
   --workdir DIR        checkpoints, metrics and plots go here (re-running resumes)
 Options:
-  --install            first `pip install -e . "jax[cuda12]"` (CUDA 12 wheels from PyPI)
+  --install            first `pip install -e ".[train]" "jax[cuda12]"` (CUDA 12 wheels from PyPI)
   --gpus LIST          restrict to these GPUs, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES)
   --mem-fraction F     share of each GPU's memory JAX preallocates (default 0.9)
   --xla-flags FLAGS    extra XLA_FLAGS, appended to the defaults below
@@ -62,7 +62,7 @@ fi
 
 cd "${REPO_ROOT}"
 if [[ "${INSTALL}" == 1 ]]; then
-  run "${PYTHON}" -m pip install -e . "jax[cuda12]>=0.6.2,<0.11"
+  run "${PYTHON}" -m pip install -e ".[train]" "jax[cuda12]>=0.6.2,<0.11"
 fi
 XLA="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true ${EXTRA_XLA}"
 ENV_VARS=(

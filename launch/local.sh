@@ -15,7 +15,7 @@ Required:
   --workdir DIR        checkpoints, metrics and plots go here (re-running resumes)
 Options:
   --devices N          split the CPU into N XLA devices (exercises the sharded code path)
-  --install            first run `pip install -e .` in this checkout
+  --install            first run `pip install -e ".[train]"` in this checkout
   --python BIN         Python interpreter (default: python3)
   --max-restarts N     re-run the trainer up to N times when it exits 75 (preempted,
                        checkpoint saved; it resumes), default 3; 0 disables
@@ -54,7 +54,7 @@ fi
 
 cd "${REPO_ROOT}"
 if [[ "${INSTALL}" == 1 ]]; then
-  run "${PYTHON}" -m pip install -e .
+  run "${PYTHON}" -m pip install -e ".[train]"
 fi
 ENV_VARS=(JAX_PLATFORMS=cpu)
 if [[ -n "${DEVICES}" ]]; then

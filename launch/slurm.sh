@@ -36,7 +36,7 @@ Scheduling:
 Environment:
   --python BIN           Python on the compute nodes, e.g. /shared/venv/bin/python (default:
                          python3)
-  --install              first `pip install -e . "jax[cuda12]"` with BIN on this host
+  --install              first `pip install -e ".[train]" "jax[cuda12]"` with BIN on this host
   --mem-fraction F       share of each GPU's memory JAX preallocates (default 0.9)
   --xla-flags FLAGS      extra XLA_FLAGS, appended to --xla_gpu_enable_latency_hiding_scheduler
   --coordinator-port P   port of the jax.distributed coordinator on the first node (default:
@@ -124,7 +124,7 @@ JOB_NAME="${JOB_NAME:-jaxssl-$(basename "${CONFIG}" .py)}"
 
 cd "${REPO_ROOT}"
 if [[ "${INSTALL}" == 1 ]]; then
-  run "${PYTHON}" -m pip install -e . "jax[cuda12]>=0.6.2,<0.11"
+  run "${PYTHON}" -m pip install -e ".[train]" "jax[cuda12]>=0.6.2,<0.11"
 fi
 run mkdir -p "${WORKDIR}"
 

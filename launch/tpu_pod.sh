@@ -133,7 +133,7 @@ on_all_workers "rm -rf ${REMOTE_Q} && mkdir -p ${REMOTE_Q} && tar -xzf jaxssl.ta
 # 3. Install jaxssl and the TPU build of jax (libtpu comes from PyPI with jax[tpu]).
 if [[ "${SKIP_INSTALL}" == 0 ]]; then
   on_all_workers "cd ${REMOTE_Q} && python3 -m pip install -q -U pip && \
-python3 -m pip install -q -e . 'jax[tpu]>=0.6.2,<0.11'"
+python3 -m pip install -q -e '.[train]' 'jax[tpu]>=0.6.2,<0.11'"
 fi
 
 # 4. A gs:// workdir is mounted with gcsfuse: the trainer and orbax write through ordinary file

@@ -81,7 +81,7 @@ def test_tpu_pod_dry_run_prints_every_step_and_runs_nothing(stub_path):
         assert cmd[cmd.index("--zone") + 1] == "us-central2-b"
         assert cmd[cmd.index("--project") + 1] == "proj-x"
     remote = [c[c.index("--command") + 1] for c in ssh]
-    assert any("pip install" in r and "jax[tpu]" in r and "-e ." in r for r in remote)
+    assert any("pip install" in r and "jax[tpu]" in r and "-e '.[train]'" in r for r in remote)
     assert any("gcsfuse --implicit-dirs my-bucket /tmp/jaxssl-gcs/my-bucket" in r for r in remote)
     train = remote[-1]
     assert "JAXSSL_DISTRIBUTED=auto python3 -m jaxssl.train" in train

@@ -4,9 +4,12 @@ top to bottom offline on CPU (SMALL=True) with no cell error and a numeric k-NN 
 from __future__ import annotations
 
 import importlib.util
+import io
+import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +46,53 @@ def test_parameter_injection():
     assert "SMALL = False  # injected" in source and "SEED = 3  # injected" in source
     with pytest.raises(ValueError, match="'NOPE' is not assigned"):
         run.inject_parameters(nb, {"NOPE": "1"})
+
+
+def _run_data_cell(tmp_path, monkeypatch, urlopen) -> dict:
+    """Runs the parameters and data cells with no local Fashion-MNIST and ``urlopen`` as network."""
+    import urllib.request
+
+    from jaxssl.data.sources import idx
+
+    build = _load("build_notebook")
+    monkeypatch.setitem(idx._SYSTEM_DIRS, "fashion_mnist", ())
+    monkeypatch.delenv("JAXSSL_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    namespace = {"os": os}
+    exec(build.PARAMETERS, namespace)
+    namespace["WORKDIR"] = str(tmp_path / "run")
+    exec(build.DATA, namespace)
+    return namespace
+
+
+def test_data_cell_is_synthetic_only_when_offline(tmp_path, monkeypatch, capsys):
+    import urllib.error
+
+    urls = []
+
+    def offline(url, timeout):
+        urls.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    namespace = _run_data_cell(tmp_path, monkeypatch, offline)
+    printed = capsys.readouterr().out
+    assert namespace["source"] == "synthetic"
+    assert "OFFLINE" in printed and "SYNTHETIC" in printed
+    assert "fashion-mnist.s3-website" in printed  # the URL tried is named
+    assert urls and all("fashion" in url for url in urls)
+    assert np.load(f"{namespace['DATA_DIR']}/train.npz")["images"].shape == (4000, 28, 28)
+
+
+def test_data_cell_stops_on_a_wrong_download(tmp_path, monkeypatch):
+    from jaxssl.data.sources.idx import ChecksumError
+
+    class NotTheOfficialFile(io.BytesIO):
+        def __init__(self, url, timeout):
+            super().__init__(b"<html>captive portal</html>")
+
+    with pytest.raises(ChecksumError, match="train-images-idx3-ubyte.gz has SHA-256"):
+        _run_data_cell(tmp_path, monkeypatch, NotTheOfficialFile)
 
 
 @pytest.mark.slow

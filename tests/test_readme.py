@@ -24,3 +24,16 @@ def test_readme_main_job_config_exists():
                   read("README.md"))
     assert m, "README has no main-job command"
     assert os.path.exists(os.path.join(ROOT, m.group(1)))
+
+
+def _extras(text: str, prefix: str) -> set[str]:
+    """The extras of the one ``<prefix> -e ".[a,b]"`` install line in ``text``."""
+    found = re.findall(re.escape(prefix) + r' -e "\.\[([\w,]+)\]"', text)
+    assert len(found) == 1, f"expected one `{prefix} -e \".[...]\"` line, found {found}"
+    return set(found[0].split(","))
+
+
+def test_ci_installs_what_the_readme_installs_plus_torch():
+    readme = _extras(read("README.md"), ". .venv/bin/activate && pip install")  # the quick start
+    assert readme == {"train", "test"}
+    assert _extras(read(".ci/run"), "python -m pip install -q") == readme | {"torch"}

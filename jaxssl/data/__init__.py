@@ -2,8 +2,8 @@
 
 Trainer contract::
 
-    validate_data_config(cfg.data)                      # before compiling anything
-    it = make_train_iterator(cfg.data, global_batch_size=GB, seed=seed,
+    data = DataConfig.from_config(cfg.data)  # typed view; validate_config(cfg) ran first
+    it = make_train_iterator(data, global_batch_size=GB, seed=seed,
                              process_index=jax.process_index(),
                              process_count=jax.process_count())
     batch = to_global_batch(next(it), mesh)
@@ -15,18 +15,23 @@ Iterator state goes into the same orbax ``CheckpointManager`` step as the train 
 ``jaxssl.data.checkpoint``).
 """
 
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)
+
 from jaxssl.data.augment import ViewAugment, augment_views, normalize_images
 from jaxssl.data.checkpoint import (
     iterator_checkpoint_handler,
     iterator_restore_args,
     iterator_save_args,
 )
-from jaxssl.data.config import default_data_config, validate_data_config
+from jaxssl.data.config import DataConfig
 from jaxssl.data.delivery import to_global_batch
 from jaxssl.data.long_tail import LongTailSource, long_tail_counts
 from jaxssl.data.masks import ibot_masks, msn_keep_indices
 from jaxssl.data.pipeline import make_eval_iterator, make_train_iterator
 from jaxssl.data.spec import SPEC_FORMS, DatasetSpec, make_source, parse_spec
+from jaxssl.data.view_augments import view_augments
 
 __all__ = [
     "SPEC_FORMS",
@@ -37,7 +42,7 @@ __all__ = [
     "normalize_images",
     "DatasetSpec",
     "LongTailSource",
-    "default_data_config",
+    "DataConfig",
     "iterator_checkpoint_handler",
     "iterator_restore_args",
     "iterator_save_args",
@@ -47,5 +52,5 @@ __all__ = [
     "make_train_iterator",
     "parse_spec",
     "to_global_batch",
-    "validate_data_config",
+    "view_augments",
 ]

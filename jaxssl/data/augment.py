@@ -2,7 +2,7 @@
 
 The host pipeline only does geometry (random-resized-crop, flip); everything that changes pixel
 values lives here as pure JAX, vmapped over the batch and driven by an explicit key. The recipe is
-the DINO/BYOL one (METHODS.md section 0): colour jitter in a random order with probability 0.8,
+the DINO/BYOL one (docs/methods.md §0): colour jitter in a random order with probability 0.8,
 grayscale 0.2, Gaussian blur, solarize, then ImageNet mean/std normalisation.
 
 All ops take float images in [0, 1], channels last (``[..., H, W, C]``, C = 3 for the colour
@@ -30,6 +30,7 @@ __all__ = [
     "augment_views",
     "color_jitter",
     "default_blur_kernel_size",
+    "DINO_VIEWS",
     "dino_view_augments",
     "gaussian_blur",
     "gaussian_kernel_1d",
@@ -48,6 +49,16 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The DINO recipe's per-view settings (docs/methods.md §0); every other setting is a
+# ``ViewAugment`` default (colour jitter (0.4, 0.4, 0.2, 0.1) with p 0.8, grayscale 0.2, blur
+# sigma (0.1, 2.0), ImageNet mean/std). The config schema (``jaxssl.train.defaults``) and
+# ``dino_view_augments`` are both built from these two places.
+DINO_VIEWS: dict[str, dict[str, float]] = {
+    "global1": {"blur_prob": 1.0},  # the first global view is always blurred
+    "global2": {"blur_prob": 0.1, "solarize_prob": 0.2},
+    "local": {"blur_prob": 0.5},
+}
 
 # ITU-R 601-2 luma weights, as PIL's convert("L") and torchvision's rgb_to_grayscale use.
 _LUMA = (0.299, 0.587, 0.114)
@@ -174,11 +185,22 @@ class ViewAugment:
             return self.blur_kernel_size
         return default_blur_kernel_size(min(height, width))
 
+    def with_strength(self, strength: float) -> ViewAugment:
+        """The same view with the four colour-jitter strengths multiplied by ``strength``.
+
+        >>> v = ViewAugment().with_strength(0.5)
+        >>> v.brightness, v.contrast, v.saturation, v.hue
+        (0.2, 0.2, 0.1, 0.05)
+        """
+        return dataclasses.replace(
+            self, brightness=self.brightness * strength, contrast=self.contrast * strength,
+            saturation=self.saturation * strength, hue=self.hue * strength)
+
 
 def dino_view_augments(
     num_local: int,
 ) -> tuple[tuple[ViewAugment, ViewAugment], tuple[ViewAugment, ...]]:
-    """The DINO recipe (METHODS.md section 0): (global views, local views) for `augment_views`.
+    """The DINO recipe (docs/methods.md §0): (global views, local views) for `augment_views`.
 
     Global 1 always blurred; global 2 blurred with p 0.1 and solarized with p 0.2; locals blurred
     with p 0.5. Jitter (0.4, 0.4, 0.2, 0.1) with p 0.8 and grayscale 0.2 everywhere.
@@ -189,8 +211,8 @@ def dino_view_augments(
     """
     if isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0:
         raise ValueError(f"num_local must be an int >= 0, got {num_local!r}")
-    globals_ = (ViewAugment(blur_prob=1.0), ViewAugment(blur_prob=0.1, solarize_prob=0.2))
-    return globals_, (ViewAugment(blur_prob=0.5),) * num_local
+    globals_ = (ViewAugment(**DINO_VIEWS["global1"]), ViewAugment(**DINO_VIEWS["global2"]))
+    return globals_, (ViewAugment(**DINO_VIEWS["local"]),) * num_local
 
 
 def default_blur_kernel_size(side: int) -> int:

@@ -1,106 +1,131 @@
-"""The data section of a training config, its defaults and its validation."""
+"""A typed, read-only view of the data section of the one config schema.
+
+The fields and their defaults live in ``jaxssl.train.defaults`` (``config.data``); their numeric
+ranges in ``jaxssl.train.ranges`` (checked by ``jaxssl.train.validate.validate_config``).
+``DataConfig.from_config`` reads every field once, parses the dataset spec once into a
+``DatasetSpec``, checks what a range cannot express (the spec, the interpolation name, booleans,
+the crop-scale schedule against the crop scales) and hands the pipeline typed values.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from typing import Any
 
-import ml_collections
-
 from jaxssl.data.scale_schedule import validate_scale_schedule
-from jaxssl.data.spec import parse_spec
+from jaxssl.data.spec import DatasetSpec, make_source
 
-INTERPOLATIONS = ("bilinear", "bicubic")
-
-
-def default_data_config() -> ml_collections.ConfigDict:
-    """DINO-style multi-crop defaults (2 x 224 px globals, 10 x 96 px locals) on Fashion-MNIST.
-
-    >>> cfg = default_data_config()
-    >>> cfg.global_crops.num, cfg.global_crops.size, tuple(cfg.local_crops.scale)
-    (2, 224, (0.05, 0.32))
-    """
-    return ml_collections.ConfigDict(
-        {
-            "dataset": "fashion_mnist",
-            "data_dir": None,
-            "global_crops": {"num": 2, "size": 224, "scale": (0.32, 1.0)},
-            "local_crops": {"num": 10, "size": 96, "scale": (0.05, 0.32)},
-            "ratio": (3.0 / 4.0, 4.0 / 3.0),
-            "interpolation": "bicubic",
-            "num_threads": 4,
-            "prefetch": 2,
-            "skip_corrupt": True,
-            "subset_seed": 0,
-            # ExCB's cosine shrinking of the global crops' minimum scale; start_min 0 = off.
-            "crop_scale_schedule": {"start_min": 0.0, "steps": 0},
-        }
-    )
+INTERPOLATIONS = ("bilinear", "bicubic")  # the resampling filters of jaxssl.data.crops
 
 
-def _get(cfg: Any, name: str, default: Any = None, required: bool = True) -> Any:
+def _field(section: Any, name: str, where: str = "data") -> Any:
+    """``section[name]``; a missing field is a ``ValueError`` naming it (no silent default)."""
     try:
-        return cfg[name]
-    except (KeyError, AttributeError) as err:
-        if required:
-            raise ValueError(f"data config is missing field {name!r}.") from err
-        return default
+        return section[name]
+    except (KeyError, AttributeError, TypeError) as err:
+        raise ValueError(f"{where}.{name}: missing field (see jaxssl.train.defaults).") from err
 
 
-def _check_range(value: Any, field: str, lo_open: float, hi_closed: float, *, ordered: bool):
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{field} must be a pair (min, max) of numbers, got {value!r}.") from err
-    if not (lo_open < lo <= hi_closed and lo_open < hi <= hi_closed):
-        raise ValueError(f"{field} must lie in ({lo_open}, {hi_closed}], got {value!r}.")
-    if ordered and lo > hi:
-        raise ValueError(f"{field} must satisfy min <= max, got {value!r}.")
-    return lo, hi
+@dataclasses.dataclass(frozen=True)
+class Crops:
+    """One crop group (``data.global_crops`` or ``data.local_crops``): ``num`` views of
+    ``size`` px cut from an area fraction drawn from ``scale`` = (min, max)."""
+
+    num: int
+    size: int
+    scale: tuple[float, float]
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], where: str) -> Crops:
+        """Reads ``section`` (the config node at ``where``, e.g. ``data.global_crops``)."""
+        return cls(_field(section, "num", where), _field(section, "size", where),
+                   tuple(_field(section, "scale", where)))
 
 
-def validate_data_config(data_config: Any) -> None:
-    """Checks every field the data pipeline reads; raises ``ValueError`` naming the bad field.
+@dataclasses.dataclass(frozen=True)
+class CropScaleSchedule:
+    """ExCB's shrinking global crops (``jaxssl.data.scale_schedule``); ``start_min`` 0 = off."""
 
-    Needs no data on disk (the dataset spec is only parsed). Optional fields: ``ratio``
-    (default (3/4, 4/3)), ``interpolation`` (default "bicubic") and ``subset_seed`` (default 0,
-    the seed of a ``:ltRHO`` long-tailed subset). Fields the data pipeline does not read (e.g.
-    photometric augmentation settings) are left alone.
+    start_min: float
+    steps: int
 
-    >>> cfg = default_data_config()
-    >>> validate_data_config(cfg)
-    >>> cfg.local_crops.scale = (0.05, 1.5)
-    >>> validate_data_config(cfg)
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Everything the host pipeline reads, typed; built from ``config.data`` by ``from_config``.
+
+    >>> from jaxssl.train.defaults import base_config
+    >>> section = base_config().data
+    >>> section.dataset = "fashion_mnist:lt10"
+    >>> data = DataConfig.from_config(section)
+    >>> data.spec, data.global_crops.scale
+    (DatasetSpec(kind='idx', target='fashion_mnist', rho=10.0), (0.4, 1.0))
+    >>> section.interpolation = "nearest"
+    >>> DataConfig.from_config(section)
     Traceback (most recent call last):
     ...
-    ValueError: data.local_crops.scale must lie in (0.0, 1.0], got (0.05, 1.5).
+    ValueError: data.interpolation must be one of ('bilinear', 'bicubic'), got 'nearest'.
     """
-    parse_spec(_get(data_config, "dataset"))
-    _get(data_config, "data_dir")
-    for group, min_num in (("global_crops", 1), ("local_crops", 0)):
-        crops = _get(data_config, group)
-        num = _get(crops, "num")
-        if not isinstance(num, int) or isinstance(num, bool) or num < min_num:
-            raise ValueError(f"data.{group}.num must be an integer >= {min_num}, got {num!r}.")
-        size = _get(crops, "size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"data.{group}.size must be a positive integer, got {size!r}.")
-        _check_range(_get(crops, "scale"), f"data.{group}.scale", 0.0, 1.0, ordered=True)
-    ratio = _get(data_config, "ratio", (3.0 / 4.0, 4.0 / 3.0), required=False)
-    _check_range(ratio, "data.ratio", 0.0, float("inf"), ordered=True)
-    interpolation = _get(data_config, "interpolation", "bicubic", required=False)
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(
-            f"data.interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}."
+
+    spec: DatasetSpec
+    data_dir: str | os.PathLike | None
+    global_crops: Crops
+    local_crops: Crops
+    ratio: tuple[float, float]
+    interpolation: str
+    num_threads: int
+    prefetch: int
+    skip_corrupt: bool
+    subset_seed: int
+    crop_scale_schedule: CropScaleSchedule
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any] | DataConfig) -> DataConfig:
+        """Reads ``config.data`` (a ``DataConfig`` passes through); raises ``ValueError`` naming
+        the field for a missing field, an unknown dataset spec or interpolation, a non-bool
+        ``skip_corrupt`` or a crop-scale schedule outside the crop scales."""
+        if isinstance(data, DataConfig):
+            return data
+        try:
+            spec = DatasetSpec.parse(_field(data, "dataset"))
+        except ValueError as err:
+            raise ValueError(f"data.dataset: {err}") from err
+        schedule = _field(data, "crop_scale_schedule")
+        view = cls(
+            spec=spec,
+            data_dir=_field(data, "data_dir"),
+            global_crops=Crops.from_config(_field(data, "global_crops"), "data.global_crops"),
+            local_crops=Crops.from_config(_field(data, "local_crops"), "data.local_crops"),
+            ratio=tuple(_field(data, "ratio")),
+            interpolation=_field(data, "interpolation"),
+            num_threads=_field(data, "num_threads"),
+            prefetch=_field(data, "prefetch"),
+            skip_corrupt=_field(data, "skip_corrupt"),
+            subset_seed=_field(data, "subset_seed"),
+            crop_scale_schedule=CropScaleSchedule(
+                _field(schedule, "start_min", "data.crop_scale_schedule"),
+                _field(schedule, "steps", "data.crop_scale_schedule")),
         )
-    for name in ("num_threads", "prefetch"):
-        value = _get(data_config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"data.{name} must be an integer >= 0, got {value!r}.")
-    subset_seed = _get(data_config, "subset_seed", 0, required=False)
-    if not isinstance(subset_seed, int) or isinstance(subset_seed, bool) or subset_seed < 0:
-        raise ValueError(f"data.subset_seed must be an integer >= 0, got {subset_seed!r}.")
-    validate_scale_schedule(_get(data_config, "crop_scale_schedule", None, required=False),
-                            data_config.global_crops.scale, data_config.local_crops.scale)
-    skip = _get(data_config, "skip_corrupt")
-    if not isinstance(skip, bool):
-        raise ValueError(f"data.skip_corrupt must be a bool, got {skip!r}.")
+        view.check()
+        return view
+
+    def check(self) -> None:
+        """The checks a numeric range cannot express (ranges: ``jaxssl.train.ranges``)."""
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"data.interpolation must be one of {INTERPOLATIONS}, got "
+                             f"{self.interpolation!r}.")
+        if not isinstance(self.skip_corrupt, bool):
+            raise ValueError(f"data.skip_corrupt must be a bool, got {self.skip_corrupt!r}.")
+        if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)):
+            raise ValueError(f"data.data_dir must be None or a path, got {self.data_dir!r}.")
+        validate_scale_schedule(self.crop_scale_schedule, self.global_crops.scale,
+                                self.local_crops.scale)
+
+    def source(self, split: str):
+        """The source of ``split`` ("train" or "test"); a long-tailed train split is drawn with
+        ``subset_seed`` (not the training seed, so runs with different seeds see the same data).
+        """
+        return make_source(self.spec, split, data_dir=self.data_dir, seed=self.subset_seed,
+                           skip_corrupt=self.skip_corrupt)

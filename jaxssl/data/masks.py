@@ -1,6 +1,6 @@
 """Patch masks: MSN's random patch dropping (on device) and iBOT's block-wise masks (on the host).
 
-MSN (METHODS.md section 5) drops 15 % of the anchor view's patch tokens with ONE random index set
+MSN (docs/methods.md §5) drops 15 % of the anchor view's patch tokens with ONE random index set
 per batch, so the kept tokens still form a dense [B, n_keep, D] array. iBOT (section 1) masks
 rectangular blocks of patches of the student's global views with the BEiT block-wise algorithm;
 that is a rejection-sampling loop, natural on the host, seeded explicitly by (seed, step) so any

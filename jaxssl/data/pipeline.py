@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import grain
 import numpy as np
 
-from jaxssl.data.config import validate_data_config
-from jaxssl.data.crops import DEFAULT_RATIO, eval_view, random_view
+from jaxssl.data.config import Crops, DataConfig
+from jaxssl.data.crops import eval_view, random_view
 from jaxssl.data.scale_schedule import crop_scales
-from jaxssl.data.spec import make_source
+from jaxssl.data.spec import DatasetSpec, make_source
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -75,39 +76,36 @@ class _PermutationCache:
 class _MultiCropElement:
     """grain ``map_with_index`` transform: stream index -> one multi-crop training example."""
 
-    def __init__(self, source, *, seed: int, batch: int, process_index: int, process_count: int,
-                 steps_per_epoch: int, views: dict[str, Any]):
-        self.source, self.seed = source, seed
+    def __init__(self, source, data: DataConfig, *, seed: int, batch: int, process_index: int,
+                 process_count: int, steps_per_epoch: int):
+        self.source, self.data, self.seed = source, data, seed
         self.layout = dict(batch=batch, process_index=process_index,
                            process_count=process_count, steps_per_epoch=steps_per_epoch)
-        self.views = views
         self.permutation = _PermutationCache(seed, len(source))
+
+    def _views(self, rng: np.random.Generator, image: np.ndarray, crops: Crops,
+               scale: tuple[float, float]) -> np.ndarray:
+        return np.stack([random_view(rng, image, crops.size, scale, self.data.ratio,
+                                     self.data.interpolation) for _ in range(crops.num)])
 
     def __call__(self, k: int, _: Any) -> dict[str, Any]:
         epoch, position = stream_position(k, **self.layout)
         index = int(self.permutation(epoch)[position])
         example = self.source[index]
         rng = np.random.default_rng([self.seed, epoch, 1, index])
-        v = self.views
+        d, schedule = self.data, self.data.crop_scale_schedule
         # Element k belongs to optimiser step k // B of this process's stream.
         global_scale, local_scale = crop_scales(
-            k // self.layout["batch"], v["global_scale"], v["local_scale"],
-            start_min=v["schedule_start_min"], steps=v["schedule_steps"])
+            k // self.layout["batch"], d.global_crops.scale, d.local_crops.scale,
+            start_min=schedule.start_min, steps=schedule.steps)
+        # Globals before locals: both draw from the one example generator, in this order.
         out = {
-            "global": np.stack([
-                random_view(rng, example["image"], v["global_size"], global_scale,
-                            v["ratio"], v["interpolation"])
-                for _ in range(v["num_global"])
-            ]),
+            "global": self._views(rng, example["image"], d.global_crops, global_scale),
             "label": np.int32(example["label"]),
             "index": np.int64(index),
         }
-        if v["num_local"]:
-            out["local"] = np.stack([
-                random_view(rng, example["image"], v["local_size"], local_scale,
-                            v["ratio"], v["interpolation"])
-                for _ in range(v["num_local"])
-            ])
+        if d.local_crops.num:
+            out["local"] = self._views(rng, example["image"], d.local_crops, local_scale)
         return out
 
 
@@ -134,7 +132,7 @@ def _read_options(num_threads: int, prefetch_batches: int) -> grain.ReadOptions:
 
 
 def make_train_iterator(
-    data_config: Any,
+    data_config: DataConfig | Mapping[str, Any],
     *,
     global_batch_size: int,
     seed: int,
@@ -146,15 +144,13 @@ def make_train_iterator(
 
     Each batch is ``{"global": uint8 [B, G, Hg, Wg, 3], "local": uint8 [B, L, Hl, Wl, 3]`` (absent
     when L == 0) ``, "label": int32 [B], "index": int64 [B]}`` with ``B = global_batch_size //
-    process_count``; see the module docstring for the order. ``data_config`` fields: dataset,
-    data_dir, global_crops/local_crops {num, size, scale}, num_threads, prefetch (batches buffered
-    ahead), skip_corrupt, and optionally ratio, interpolation, subset_seed (the long-tailed
-    subset's seed, default 0) and crop_scale_schedule {start_min, steps} (ExCB's shrinking global
-    crops, see ``jaxssl.data.scale_schedule``). ``source`` overrides the source
-    built from ``data_config.dataset`` (the spec string is still validated).
+    process_count``; see the module docstring for the order. ``data_config`` is ``config.data``
+    (the schema's data section, ``jaxssl.train.defaults``; its numeric ranges are checked by
+    ``validate_config``) or the ``DataConfig`` built from it. ``source`` overrides the source
+    built from the dataset spec (the spec is still parsed).
 
-    >>> from jaxssl.data.config import default_data_config
-    >>> cfg = default_data_config()
+    >>> from jaxssl.train.defaults import base_config
+    >>> cfg = base_config().data
     >>> cfg.global_crops.size, cfg.local_crops.size, cfg.local_crops.num = 16, 8, 3
     >>> batch = next(make_train_iterator(cfg, global_batch_size=4, seed=0))
     >>> {k: (v.shape, str(v.dtype)) for k, v in sorted(batch.items())}
@@ -162,41 +158,24 @@ def make_train_iterator(
     {'global': ((4, 2, 16, 16, 3), 'uint8'), 'index': ((4,), 'int64'),
      'label': ((4,), 'int32'), 'local': ((4, 3, 8, 8, 3), 'uint8')}
     """
-    validate_data_config(data_config)
+    data = DataConfig.from_config(data_config)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     batch = _per_process_batch(global_batch_size, process_index, process_count)
-    if source is None:
-        # The long-tailed subset is drawn from `subset_seed`, not the training seed, so runs with
-        # different training seeds see the same dataset.
-        source = make_source(
-            data_config.dataset, "train", data_dir=data_config.data_dir,
-            seed=int(data_config.get("subset_seed", 0)), skip_corrupt=data_config.skip_corrupt,
-        )
+    source = data.source("train") if source is None else source
     steps_per_epoch = len(source) // global_batch_size
     if steps_per_epoch < 1:
         raise ValueError(
             f"global_batch_size={global_batch_size} exceeds the {len(source)} training examples "
-            f"of {data_config.dataset!r}."
+            f"of {str(data.spec)!r}."
         )
-    g, loc = data_config.global_crops, data_config.local_crops
-    schedule = data_config.get("crop_scale_schedule")
-    views = {
-        "num_global": g.num, "global_size": g.size, "global_scale": tuple(g.scale),
-        "num_local": loc.num, "local_size": loc.size, "local_scale": tuple(loc.scale),
-        "ratio": tuple(data_config.get("ratio", DEFAULT_RATIO)),
-        "interpolation": data_config.get("interpolation", "bicubic"),
-        "schedule_start_min": float(schedule.start_min) if schedule is not None else 0.0,
-        "schedule_steps": int(schedule.steps) if schedule is not None else 0,
-    }
     element = _MultiCropElement(
-        source, seed=int(seed), batch=batch, process_index=process_index,
-        process_count=process_count, steps_per_epoch=steps_per_epoch, views=views,
+        source, data, seed=int(seed), batch=batch, process_index=process_index,
+        process_count=process_count, steps_per_epoch=steps_per_epoch,
     )
     ds = grain.MapDataset.range(steps_per_epoch * batch).repeat().map_with_index(element)
     ds = ds.batch(batch, drop_remainder=True)
-    return iter(ds.to_iter_dataset(read_options=_read_options(
-        data_config.num_threads, data_config.prefetch)))
+    return iter(ds.to_iter_dataset(read_options=_read_options(data.num_threads, data.prefetch)))
 
 
 class _EvalElement:
@@ -225,7 +204,7 @@ class _EvalElement:
 
 
 def make_eval_iterator(
-    spec: str,
+    spec: DatasetSpec | str,
     split: str,
     *,
     image_size: int,
@@ -246,7 +225,8 @@ def make_eval_iterator(
     in step); process ``p``'s row ``r`` of step ``s`` is example ``(s * P + p) * B + r`` in source
     order, and positions past ``N`` are padding with ``valid=False`` (black image, label 0), so
     every example is seen exactly once over all processes. Images are resized as in ``eval_view``.
-    ``source`` overrides the source built from ``spec``.
+    ``spec`` is a ``DatasetSpec`` (or a spec string, parsed here); ``source`` overrides the
+    source built from it.
 
     >>> batches = list(make_eval_iterator("fashion_mnist", "test", image_size=8, batch_size=4096))
     >>> len(batches), batches[0]["image"].shape, int(sum(b["valid"].sum() for b in batches))

@@ -1,6 +1,6 @@
 """ExCB's crop-scale schedule: the global crops' minimum scale shrinks by cosine during training.
 
-ExCB (Maniadis Metaxas et al., 2024; METHODS.md section 3) starts with large global crops and
+ExCB (Maniadis Metaxas et al., 2024; docs/methods.md §3) starts with large global crops and
 ends with small ones: the minimum area fraction s_min goes 0.26 -> 0.14 by cosine over the run,
 and the local crops sample (0.05, s_min), so locals never overlap the globals' range. Crops are
 cut on the host, so the schedule is a pure function of the global step the grain element

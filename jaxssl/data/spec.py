@@ -42,44 +42,80 @@ SPEC_FORMS = (
 _LT_SUFFIX = re.compile(r"^(?P<base>.+):lt(?P<rho>\d+(\.\d*)?)$")
 
 
+# Image side of the datasets whose size is fixed and known without reading them.
+_IDX_IMAGE_SIDE = {"fashion_mnist": 28, "mnist": 28}
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """A parsed spec: ``kind`` in {idx, tfds, folder, npz}, its ``target`` and optional ``rho``."""
+    """A parsed dataset spec: ``kind`` in {idx, tfds, folder, npz}, its ``target`` (the IDX name,
+    TFDS name, folder root or npz path) and the long-tail ratio ``rho`` (None: balanced).
+
+    Parse a spec string once with ``DatasetSpec.parse`` (or ``parse_spec``) and pass the result
+    down; ``str(spec)`` gives the spec string back.
+
+    >>> spec = DatasetSpec.parse("fashion_mnist:lt100")
+    >>> spec, str(spec), str(spec.balanced()), spec.image_side
+    (DatasetSpec(kind='idx', target='fashion_mnist', rho=100.0), 'fashion_mnist:lt100', \
+'fashion_mnist', 28)
+    """
 
     kind: str
     target: str
     rho: float | None = None
 
+    @classmethod
+    def parse(cls, spec: str | DatasetSpec) -> DatasetSpec:
+        """Parses a spec string without touching any data (a ``DatasetSpec`` passes through).
 
-def parse_spec(spec: str) -> DatasetSpec:
-    """Parses a spec string without touching any data (for config validation).
+        >>> DatasetSpec.parse("folder:/data/imagenet")
+        DatasetSpec(kind='folder', target='/data/imagenet', rho=None)
+        >>> DatasetSpec.parse("cifar")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown dataset spec 'cifar'; valid forms: ...
+        """
+        if isinstance(spec, DatasetSpec):
+            return spec
+        if not isinstance(spec, str) or not spec:
+            raise ValueError(
+                f"dataset spec must be a non-empty string, got {spec!r}; valid forms: "
+                f"{', '.join(SPEC_FORMS)}."
+            )
+        rho = None
+        match = _LT_SUFFIX.match(spec)
+        if match:
+            spec, rho = match.group("base"), float(match.group("rho"))
+            if rho < 1:
+                raise ValueError(f"long-tail ratio in dataset spec must be >= 1, got lt{rho:g}.")
+        if spec in _IDX_IMAGE_SIDE:
+            return cls("idx", spec, rho)
+        kind, sep, target = spec.partition(":")
+        if sep and target and kind in ("tfds", "folder", "npz"):
+            return cls(kind, target, rho)
+        raise ValueError(f"unknown dataset spec {spec!r}; valid forms: {', '.join(SPEC_FORMS)}.")
+
+    def __str__(self) -> str:
+        base = self.target if self.kind == "idx" else f"{self.kind}:{self.target}"
+        return base if self.rho is None else f"{base}:lt{self.rho:g}"
+
+    def balanced(self) -> DatasetSpec:
+        """The same dataset without the long-tail suffix (its balanced train split)."""
+        return dataclasses.replace(self, rho=None)
+
+    @property
+    def image_side(self) -> int | None:
+        """The image side when it is fixed and known without reading data (IDX), else None."""
+        return _IDX_IMAGE_SIDE[self.target] if self.kind == "idx" else None
+
+
+def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
+    """``DatasetSpec.parse``: a spec string -> a ``DatasetSpec``, without touching any data.
 
     >>> parse_spec("fashion_mnist:lt100")
     DatasetSpec(kind='idx', target='fashion_mnist', rho=100.0)
-    >>> parse_spec("folder:/data/imagenet")
-    DatasetSpec(kind='folder', target='/data/imagenet', rho=None)
-    >>> parse_spec("cifar")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown dataset spec 'cifar'; valid forms: ...
     """
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(
-            f"dataset spec must be a non-empty string, got {spec!r}; valid forms: "
-            f"{', '.join(SPEC_FORMS)}."
-        )
-    rho = None
-    match = _LT_SUFFIX.match(spec)
-    if match:
-        spec, rho = match.group("base"), float(match.group("rho"))
-        if rho < 1:
-            raise ValueError(f"long-tail ratio in dataset spec must be >= 1, got lt{rho:g}.")
-    if spec in ("fashion_mnist", "mnist"):
-        return DatasetSpec("idx", spec, rho)
-    kind, sep, target = spec.partition(":")
-    if sep and target and kind in ("tfds", "folder", "npz"):
-        return DatasetSpec(kind, target, rho)
-    raise ValueError(f"unknown dataset spec {spec!r}; valid forms: {', '.join(SPEC_FORMS)}.")
+    return DatasetSpec.parse(spec)
 
 
 def folder_split_root(root: str | os.PathLike, split: str) -> Path:
@@ -102,14 +138,15 @@ def folder_split_root(root: str | os.PathLike, split: str) -> Path:
 
 
 def make_source(
-    spec: str,
+    spec: DatasetSpec | str,
     split: str,
     *,
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
     skip_corrupt: bool = True,
 ):
-    """Builds the random-access source for ``spec`` and ``split`` ("train" or "test").
+    """Builds the random-access source for ``spec`` (a ``DatasetSpec``, or a spec string parsed
+    here) and ``split`` ("train" or "test").
 
     ``data_dir`` is the IDX search directory / TFDS data dir; ``seed`` picks the long-tailed subset.
 
@@ -117,9 +154,9 @@ def make_source(
     >>> len(src)  # 6000 + 3596 + 2156 + 1292 + 774 + 464 + 278 + 166 + 100 + 60
     14886
     """
-    parsed = parse_spec(spec)
+    parsed = DatasetSpec.parse(spec)
     if parsed.kind != "tfds" and split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test' for {spec!r}, got {split!r}.")
+        raise ValueError(f"split must be 'train' or 'test' for {str(parsed)!r}, got {split!r}.")
     if parsed.kind == "idx":
         source = IdxSource(parsed.target, split, data_dir=data_dir)
     elif parsed.kind == "tfds":

@@ -1,6 +1,6 @@
 """jaxssl.eval: frozen-feature evaluation and prototype / cluster diagnostics.
 
-Protocols (METHODS.md section 6): weighted k-NN (``knn_classify``), linear probe
+Protocols (docs/methods.md §6): weighted k-NN (``knn_classify``), linear probe
 (``linear_probe``), few-shot logistic regression (``few_shot``), k-means clustering scores
 (``kmeans_cluster_scores``); diagnostics for partial prototype collapse
 (``unique_prototype_counts``, ``nn_distance_histogram``) and ExCB cluster balance
@@ -8,6 +8,10 @@ Protocols (METHODS.md section 6): weighted k-NN (``knn_classify``), linear probe
 ``load_pretrained`` restores a training workdir's checkpoint; ``python -m jaxssl.eval`` runs the
 protocols on it (``jaxssl.eval.cli``).
 """
+
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)
 
 from jaxssl.eval.cluster_metrics import (
     adjusted_rand_index,

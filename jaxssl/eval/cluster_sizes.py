@@ -1,4 +1,4 @@
-"""Cluster-size diagnostics of a teacher's arg-max assignments (ExCB, METHODS.md section 3).
+"""Cluster-size diagnostics of a teacher's arg-max assignments (ExCB; docs/methods.md).
 
 The relative size of cluster k over a dataset of N points is r_k = K n_k / N (1 = balanced);
 ExCB reports the fraction of empty clusters (1.6 % vs 74.7 % for DINO) and min / max r_k.

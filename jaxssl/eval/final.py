@@ -20,8 +20,8 @@ import ml_collections
 import numpy as np
 
 from jaxssl.data.augment import normalize_images
+from jaxssl.data.config import DataConfig
 from jaxssl.data.pipeline import make_eval_iterator
-from jaxssl.data.spec import make_source
 from jaxssl.data.subset import SubsetSource, sample_indices
 from jaxssl.eval.features import extract_features
 from jaxssl.eval.knn import knn_classify
@@ -40,15 +40,14 @@ def eval_batches(config: ml_collections.ConfigDict, split: str, limit: int = 0):
     where the source holds its labels (``jaxssl.data.subset.sample_indices``): the same subset
     at every call, so the online probe's figures are comparable from step to step, and all the
     classes of a class-sorted source, not its first ones."""
-    source = make_source(config.data.dataset, split, data_dir=config.data.data_dir,
-                         seed=int(config.data.get("subset_seed", 0)),
-                         skip_corrupt=config.data.skip_corrupt)
+    data = DataConfig.from_config(config.data)
+    source = data.source(split)
     if 0 < limit < len(source):
         source = SubsetSource(source, sample_indices(source, int(limit), seed=int(config.seed)))
     # Round up to a multiple of the local devices: batches are sharded over the data axis.
     n = jax.local_device_count()
     bsz = -(-int(config.eval.batch_size) // n) * n
-    yield from make_eval_iterator(config.data.dataset, split,
+    yield from make_eval_iterator(data.spec, split,
                                   image_size=config.data.global_crops.size, batch_size=bsz,
                                   data_dir=config.data.data_dir,
                                   process_index=jax.process_index(),

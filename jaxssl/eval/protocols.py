@@ -2,7 +2,7 @@
 
 ``extract_split`` turns one split of a dataset into frozen features (and, for methods with
 prototypes, arg-max prototype ids); ``run_protocols`` runs the requested protocols on the train
-and test features and returns one JSON-ready section per protocol (METHODS.md section 6).
+and test features and returns one JSON-ready section per protocol (docs/methods.md §6).
 """
 
 from __future__ import annotations
@@ -48,10 +48,9 @@ def balanced_spec(spec: str) -> str:
     >>> balanced_spec("fashion_mnist:lt100"), balanced_spec("folder:/data/x")
     ('fashion_mnist', 'folder:/data/x')
     """
-    from jaxssl.data.spec import parse_spec
+    from jaxssl.data.spec import DatasetSpec
 
-    parsed = parse_spec(spec)
-    return spec.rsplit(":lt", 1)[0] if parsed.rho is not None else spec
+    return str(DatasetSpec.parse(spec).balanced())
 
 
 class _Subset:
@@ -158,13 +157,14 @@ def two_view_agreement(pre: Pretrained, spec: str, split: str, *, num_images: in
     Each image gets two global views cut and augmented exactly as in training (host crops of
     ``config.data.global_crops``, then the configured photometric augmentation of global views
     1 and 2 on device); the result is the fraction of images whose two views pick the same
-    prototype (METHODS.md: "agreement of the arg-max between two views"). None for a method
+    prototype (docs/methods.md: "agreement of the arg-max between two views"). None for a method
     without prototypes.
     """
     from jaxssl.data.pipeline import make_train_iterator
     from jaxssl.data.spec import make_source
+    from jaxssl.data.view_augments import view_augments
     from jaxssl.eval.cluster_sizes import argmax_agreement
-    from jaxssl.train.step import augment_batch, view_augments
+    from jaxssl.train.step import augment_batch
 
     method, params, stats, cfg = pre.method, pre.params, pre.batch_stats, pre.config
     if method.prototypes(params) is None:

@@ -1,4 +1,4 @@
-"""Partial-prototype-collapse diagnostics (KoLeo-proto, METHODS.md section 2).
+"""Partial-prototype-collapse diagnostics (KoLeo-proto; docs/methods.md).
 
 * the number of unique prototypes at several thresholds: connected components of the graph
   "normalised Euclidean distance < threshold" (``jaxssl.losses.koleo.count_unique_prototypes``);

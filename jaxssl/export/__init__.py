@@ -10,6 +10,10 @@ torchvision (ResNets) and timm (ViTs), see :mod:`jaxssl.export.torch_names`.
 
 from __future__ import annotations
 
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)
+
 import dataclasses
 import os
 from collections.abc import Mapping

@@ -1,1 +1,5 @@
 """jaxssl.methods."""
+
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)

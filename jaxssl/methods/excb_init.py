@@ -31,9 +31,9 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxssl.data.augment import normalize_images
+from jaxssl.data.config import DataConfig
 from jaxssl.data.delivery import to_global_batch
 from jaxssl.data.pipeline import make_eval_iterator
-from jaxssl.data.spec import make_source
 from jaxssl.data.subset import SubsetSource, random_subset
 from jaxssl.ops.kmeans import spherical_kmeans
 
@@ -114,16 +114,15 @@ def sample_projections(method, state: Any, config: ml_collections.ConfigDict,
     steps = [(s, min(per_step, per_slot - s)) for s in range(0, per_slot, per_step)]
     reads = np.concatenate([indices[j * per_slot + s:j * per_slot + s + rows]
                             for s, rows in steps for j in slots])
-    source = make_source(config.data.dataset, "train", data_dir=config.data.data_dir,
-                         seed=int(config.data.get("subset_seed", 0)),
-                         skip_corrupt=config.data.skip_corrupt)
+    data = DataConfig.from_config(config.data)
+    source = data.source("train")
     # Batches of len(slots) * per_step images: every step but the last is full, and the last
     # holds len(slots) * rows, so the iterator's batches are exactly the steps.
-    it = make_eval_iterator(config.data.dataset, "train",
+    it = make_eval_iterator(data.spec, "train",
                             image_size=config.data.global_crops.size,
                             batch_size=len(slots) * per_step,
                             num_threads=config.data.num_threads,
-                            interpolation=config.data.get("interpolation", "bicubic"),
+                            interpolation=data.interpolation,
                             source=SubsetSource(source, reads))
     mean, std = tuple(config.augment.mean), tuple(config.augment.std)
 
@@ -163,9 +162,7 @@ def kmeans_init_centroids(method, state: Any, config: ml_collections.ConfigDict,
     """
     k, requested = int(config.head.num_prototypes), int(config.loss.kmeans_samples)
     spec = config.data.dataset
-    size = len(make_source(spec, "train", data_dir=config.data.data_dir,
-                           seed=int(config.data.get("subset_seed", 0)),
-                           skip_corrupt=config.data.skip_corrupt))
+    size = len(DataConfig.from_config(config.data).source("train"))
     devices = mesh.shape[_data_axis(mesh)]
     n = kmeans_sample_size(requested, k, size, devices, dataset=spec)
     if jax.process_index() == 0 and size < requested:

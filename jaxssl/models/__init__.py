@@ -4,6 +4,10 @@ Prototype / centroid parameters of every head live at ``params["prototypes"]["ke
 read them with :func:`get_prototypes`.
 """
 
+from jaxssl._extras import require_train_extra
+
+require_train_extra(__name__)
+
 from jaxssl.models.heads import (
     MLP,
     CARPHead,

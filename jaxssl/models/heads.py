@@ -94,7 +94,7 @@ class MLP(nn.Module):
 
 
 class DINOHead(nn.Module):
-    """DINO / iBOT head: MLP (GELU) -> L2-normalise -> weight-normalised prototypes (METHODS 1).
+    """DINO / iBOT head: MLP (GELU) -> L2-normalise -> weight-normalised prototypes (methods.md §1).
 
     ``in -> hidden -> hidden -> bottleneck`` for ``num_layers=3`` (``num_layers=1`` is a single
     linear layer). ``norm_last_layer=False`` learns a per-prototype gain (init 1) instead of fixing
@@ -144,7 +144,7 @@ class CARPHead(nn.Module):
     """CARP head: MLP in -> 2048 -> 2048 -> 256 with BN + GELU, then weight-normalised prototypes.
 
     The 256-d vector is NOT L2-normalised and there is no temperature: |z| acts as the inverse
-    temperature of the block softmax (METHODS 4). Returns float32 logits [..., K]; prototypes at
+    temperature of the block softmax (methods.md §4). Returns float32 logits [..., K]; prototypes at
     ``params["prototypes"]["kernel"]`` [K, bottleneck_dim].
 
     >>> import jax, jax.numpy as jnp
@@ -214,7 +214,7 @@ class ExCBProjector(nn.Module):
 
 
 class ExCBPredictor(nn.Module):
-    """ExCB predictor g (student only): BN, then MLP ``dim -> hidden -> out`` (METHODS 3).
+    """ExCB predictor g (student only): BN, then MLP ``dim -> hidden -> out`` (docs/methods.md §3).
 
     BN(in) -> Dense(hidden) -> BN -> ReLU -> Dense(out); with ``use_bn=False`` both BNs are dropped
     and the activation is GELU. Returns float32 [..., out_dim].

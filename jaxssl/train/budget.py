@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 # Steps timed to size a wall-clock budget: after compilation the first steps run slow
-# (CALIBRATION.md), so timing starts at FIRST_TIMED_STEP and the first plan is made at
-# FIRST_PLAN_STEP.
+# (benchmarks/RESULTS.md, "Machine calibration"), so timing starts at FIRST_TIMED_STEP and the
+# first plan is made at FIRST_PLAN_STEP.
 FIRST_TIMED_STEP, FIRST_PLAN_STEP = 5, 15
 
 

@@ -22,6 +22,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from jaxssl.train.defaults import fill_defaults
+
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint that cannot be read; the message names it and the intact alternatives."""
@@ -116,13 +118,14 @@ class Checkpointer:
         return restored["state"]
 
     def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
-        """The config a checkpoint was written with."""
+        """The config a checkpoint was written with (fields added to the schema since then
+        read as their defaults)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         restored = self.manager.restore(step, args=ocp.args.Composite(
             config=ocp.args.JsonRestore()))
-        return ml_collections.ConfigDict(restored["config"])
+        return fill_defaults(ml_collections.ConfigDict(restored["config"]))
 
     def unreadable(self, step: int, error: BaseException) -> CorruptCheckpointError:
         """The error for checkpoint ``step`` failing to read with ``error``: names the checkpoint,

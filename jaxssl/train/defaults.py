@@ -8,37 +8,32 @@ everything before anything is compiled.
 from __future__ import annotations
 
 import ml_collections
+from ml_collections.config_dict import placeholder
+
+from jaxssl.data.augment import DINO_VIEWS, IMAGENET_MEAN, IMAGENET_STD, ViewAugment
+from jaxssl.data.crops import DEFAULT_RATIO
+
+# The schema fields of one view's photometric augmentation (the rest of ``ViewAugment`` keeps its
+# defaults; mean and std are shared by all views: ``augment.mean``/``augment.std``).
+VIEW_FIELDS = ("jitter_prob", "brightness", "contrast", "saturation", "hue", "grayscale_prob",
+               "blur_prob", "blur_sigma", "solarize_prob")
 
 
-def view_augment(
-    *, blur_prob: float, solarize_prob: float = 0.0, saturation: float = 0.2,
-    jitter_prob: float = 0.8, grayscale_prob: float = 0.2, blur_sigma=(0.1, 2.0),
-    strength: float = 1.0,
-) -> ml_collections.ConfigDict:
-    """Photometric augmentation of one view (METHODS.md section 0); ``strength`` scales the jitter.
+def view_augment(*, strength: float = 1.0, **overrides) -> ml_collections.ConfigDict:
+    """Photometric augmentation of one view (docs/methods.md §0): ``ViewAugment``'s defaults with
+    ``overrides`` (e.g. ``blur_prob``), the colour-jitter strengths scaled by ``strength``.
 
-    >>> view_augment(blur_prob=1.0).blur_prob
-    1.0
+    >>> v = view_augment(blur_prob=1.0, strength=0.5)
+    >>> v.blur_prob, v.brightness, v.jitter_prob
+    (1.0, 0.2, 0.8)
     """
+    view = ViewAugment(**overrides).with_strength(strength)
+    return ml_collections.ConfigDict({name: getattr(view, name) for name in VIEW_FIELDS})
+
+
+def model_config() -> ml_collections.ConfigDict:
+    """``config.model``: the backbone and how it runs."""
     return ml_collections.ConfigDict(dict(
-        jitter_prob=jitter_prob, brightness=0.4 * strength, contrast=0.4 * strength,
-        saturation=saturation * strength, hue=0.1 * strength, grayscale_prob=grayscale_prob,
-        blur_prob=blur_prob, blur_sigma=tuple(blur_sigma), solarize_prob=solarize_prob,
-    ))
-
-
-def base_config() -> ml_collections.ConfigDict:
-    """Defaults shared by every method; method configs override what they need.
-
-    >>> c = base_config()
-    >>> c.method, c.data.dataset, c.train.batch_size
-    ('excb', 'fashion_mnist', 128)
-    """
-    c = ml_collections.ConfigDict()
-    c.method = "excb"  # dino | ibot | carp | excb | msn (PMSN = msn with a power-law prior)
-    c.seed = 0
-
-    c.model = ml_collections.ConfigDict(dict(
         backbone="vit_nano",
         backbone_kwargs=ml_collections.ConfigDict(),
         dtype="float32",  # compute dtype of backbone and heads: float32 | bfloat16
@@ -50,16 +45,19 @@ def base_config() -> ml_collections.ConfigDict:
         # a third more compute); results are unchanged.
         remat=False,
     ))
-    c.head = ml_collections.ConfigDict(dict(
-        num_prototypes=1024,
-        hidden_dim=2048,
-        bottleneck_dim=256,
-        num_layers=3,
-        use_bn=False,
+
+
+def head_config() -> ml_collections.ConfigDict:
+    """``config.head``: the projection MLP and the prototype layer."""
+    return ml_collections.ConfigDict(dict(
+        num_prototypes=1024, hidden_dim=2048, bottleneck_dim=256, num_layers=3, use_bn=False,
         norm_last_layer=True,
     ))
-    # Loss hyper-parameters; methods read the fields that concern them.
-    c.loss = ml_collections.ConfigDict(dict(
+
+
+def loss_config() -> ml_collections.ConfigDict:
+    """``config.loss``: loss hyper-parameters; methods read the fields that concern them."""
+    return ml_collections.ConfigDict(dict(
         student_temp=0.1,
         teacher_temp=0.04,
         warmup_teacher_temp=0.04,
@@ -104,28 +102,11 @@ def base_config() -> ml_collections.ConfigDict:
         sinkhorn_iters=3,
         patch_drop=0.15,
     ))
-    c.data = ml_collections.ConfigDict(dict(
-        dataset="fashion_mnist",
-        data_dir=None,
-        global_crops=ml_collections.ConfigDict(dict(num=2, size=28, scale=(0.4, 1.0))),
-        local_crops=ml_collections.ConfigDict(dict(num=4, size=16, scale=(0.1, 0.4))),
-        num_threads=2,
-        prefetch=2,
-        skip_corrupt=True,
-        # ExCB: the global crops' minimum scale goes start_min -> global_crops.scale[0] by cosine
-        # over `steps`, and locals sample (local_crops.scale[0], s_min). start_min 0 = off.
-        crop_scale_schedule=ml_collections.ConfigDict(dict(start_min=0.0, steps=0)),
-    ))
-    c.augment = ml_collections.ConfigDict(dict(
-        global1=view_augment(blur_prob=1.0),
-        global2=view_augment(blur_prob=0.1, solarize_prob=0.2),
-        local=view_augment(blur_prob=0.5),
-        # ExCB's released code inverts the blur probabilities (METHODS.md section 3 decision).
-        released_excb_blur=False,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-    ))
-    c.optim = ml_collections.ConfigDict(dict(
+
+
+def optim_config() -> ml_collections.ConfigDict:
+    """``config.optim``: the optimiser, learning-rate and weight-decay schedules, clipping."""
+    return ml_collections.ConfigDict(dict(
         name="adamw",  # adamw | sgd | lars
         lr=5e-4,  # per 256 images; scaled by batch_size / 256
         min_lr=1e-6,
@@ -143,8 +124,11 @@ def base_config() -> ml_collections.ConfigDict:
         # untouched) for this many first steps (DINO's freeze_last_layer, one epoch).
         freeze_prototypes_steps=0,
     ))
-    c.ema = ml_collections.ConfigDict(dict(momentum=0.996, momentum_end=1.0))
-    c.train = ml_collections.ConfigDict(dict(
+
+
+def train_config() -> ml_collections.ConfigDict:
+    """``config.train``: batch, length, logging, checkpoints and the online probes."""
+    return ml_collections.ConfigDict(dict(
         batch_size=128,  # global, across all devices and processes
         num_steps=1000,
         time_budget_s=0.0,  # > 0: fix num_steps from the measured step time (wall-clock budget)
@@ -160,7 +144,11 @@ def base_config() -> ml_collections.ConfigDict:
         prototype_diag_every=200,
         progress=True,
     ))
-    c.eval = ml_collections.ConfigDict(dict(
+
+
+def eval_config() -> ml_collections.ConfigDict:
+    """``config.eval``: the k-NN evaluation and plots at the end of a run."""
+    return ml_collections.ConfigDict(dict(
         final_knn=True,
         knn_k=20,
         knn_temperature=0.07,
@@ -168,4 +156,83 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=512,
         plots=True,
     ))
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults shared by every method; method configs override what they need.
+
+    >>> c = base_config()
+    >>> c.method, c.data.dataset, c.train.batch_size
+    ('excb', 'fashion_mnist', 128)
+    """
+    c = ml_collections.ConfigDict()
+    c.method = "excb"  # dino | ibot | carp | excb | msn (PMSN = msn with a power-law prior)
+    c.seed = 0
+    c.model = model_config()
+    c.head = head_config()
+    c.loss = loss_config()
+    c.data = data_config()
+    c.augment = augment_config()
+    c.optim = optim_config()
+    c.ema = ml_collections.ConfigDict(dict(momentum=0.996, momentum_end=1.0))  # teacher EMA
+    c.train = train_config()
+    c.eval = eval_config()
     return c
+
+
+def data_config() -> ml_collections.ConfigDict:
+    """``config.data``: the dataset and the host-side multi-crop pipeline (read through the typed
+    view ``jaxssl.data.config.DataConfig``)."""
+    return ml_collections.ConfigDict(dict(
+        # A dataset spec (jaxssl.data.spec): fashion_mnist | mnist | tfds:NAME | folder:/root |
+        # npz:/file.npz, each with an optional :ltRHO long-tailed train split.
+        dataset="fashion_mnist",
+        data_dir=placeholder(str),  # IDX search directory / TFDS data dir; None = the default
+        global_crops=dict(num=2, size=28, scale=(0.4, 1.0)),
+        local_crops=dict(num=4, size=16, scale=(0.1, 0.4)),
+        ratio=DEFAULT_RATIO,  # aspect-ratio range (w / h) of the random-resized crops
+        interpolation="bicubic",  # crop resampling filter: bilinear | bicubic
+        num_threads=2,  # grain threads, each building whole batches
+        prefetch=2,  # batches buffered ahead
+        skip_corrupt=True,  # skip undecodable images (with a warning) instead of failing
+        subset_seed=0,  # seed of the :ltRHO long-tailed subset (not the training seed)
+        # ExCB: the global crops' minimum scale goes start_min -> global_crops.scale[0] by cosine
+        # over `steps`, and locals sample (local_crops.scale[0], s_min). start_min 0 = off.
+        crop_scale_schedule=dict(start_min=0.0, steps=0),
+    ))
+
+
+def augment_config() -> ml_collections.ConfigDict:
+    """``config.augment``: the photometric augmentation of each view, on device."""
+    return ml_collections.ConfigDict(dict(
+        global1=view_augment(**DINO_VIEWS["global1"]),
+        global2=view_augment(**DINO_VIEWS["global2"]),
+        local=view_augment(**DINO_VIEWS["local"]),
+        # ExCB's released code inverts the blur probabilities (docs/methods.md §3).
+        released_excb_blur=False,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    ))
+
+
+def fill_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Adds to ``config`` (in place, and returns it) every schema field it lacks, with its
+    default: a config saved before a field existed reads that field as the schema default (as
+    ``jaxssl.train.resume_config.diff_configs`` compares it). Fields it has are left alone.
+
+    >>> old = ml_collections.ConfigDict(dict(data=dict(dataset="mnist")))
+    >>> c = fill_defaults(old)
+    >>> c.data.dataset, c.data.interpolation, c.train.batch_size
+    ('mnist', 'bicubic', 128)
+    """
+
+    def fill(node: ml_collections.ConfigDict, schema: ml_collections.ConfigDict) -> None:
+        for name, value in schema.items():
+            if name not in node:
+                node[name] = value
+            elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+                    node[name], ml_collections.ConfigDict):
+                fill(node[name], value)
+
+    fill(config, base_config())
+    return config

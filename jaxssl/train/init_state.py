@@ -26,7 +26,7 @@ def create_train_state(
     method: Method, config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
     key: jax.Array, total_steps: int,
 ) -> TrainState:
-    """Initialises student parameters; the teacher starts as an exact copy (METHODS.md 0)."""
+    """Initialises student parameters; the teacher starts as an exact copy (docs/methods.md §0)."""
     params, batch_stats, method_state = method.init(key, example_views(config))
     return TrainState(
         step=jnp.zeros((), jnp.int32),

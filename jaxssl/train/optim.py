@@ -4,7 +4,7 @@ The learning rate, weight decay and the prototype freeze flag live in the optimi
 (``optax.inject_hyperparams``), so the host-side schedules of :mod:`jaxssl.ops.schedules` set
 them each step without recompiling. Weight decay skips biases and normalisation parameters (every
 parameter of rank < 2), as in DINO. ExCB's centroids get an extra decay term whose scale follows
-its own schedule (METHODS.md 3).
+its own schedule (docs/methods.md §3).
 
 The update of one step, in order:
 

@@ -155,7 +155,7 @@ RANGES: dict[str, Range | Each] = {
     "loss.sharpen_temperature": _pos("MSN raises the target probabilities to 1/T"),
     "loss.sinkhorn_iters": _int(0),
     "loss.patch_drop": Range(0.0, 1.0, high_open=True, why="the fraction of patches dropped"),
-    # Data (the crop fields are also checked by jaxssl.data.config.validate_data_config).
+    # Data (non-numeric checks: jaxssl.data.config.DataConfig.from_config).
     "data.global_crops.num": _int(1),
     "data.global_crops.size": _int(1),
     "data.global_crops.scale": Each(Range(0.0, 1.0, low_open=True), ordered=True,
@@ -164,8 +164,10 @@ RANGES: dict[str, Range | Each] = {
     "data.local_crops.size": _int(1),
     "data.local_crops.scale": Each(Range(0.0, 1.0, low_open=True), ordered=True,
                                    why="the fraction of the image area a crop covers"),
+    "data.ratio": Each(_pos(), ordered=True, why="the aspect-ratio range (w / h) of the crops"),
     "data.num_threads": _int(0),
     "data.prefetch": _int(0),
+    "data.subset_seed": _int(0, why="seeds numpy's SeedSequence"),
     "data.crop_scale_schedule.start_min": _prob("0 = off"),
     "data.crop_scale_schedule.steps": _int(0),
     **_augment_rows("global1"), **_augment_rows("global2"), **_augment_rows("local"),

@@ -34,7 +34,7 @@ class TrainState:
 
 
 def ema_update(teacher: Any, student: Any, momentum: jax.Array) -> Any:
-    """theta_t <- m theta_t + (1 - m) theta_s (METHODS.md section 0), leaf by leaf.
+    """theta_t <- m theta_t + (1 - m) theta_s (docs/methods.md §0), leaf by leaf.
 
     >>> import jax.numpy as jnp
     >>> ema_update({"w": jnp.zeros(2)}, {"w": jnp.ones(2)}, 0.75)["w"].tolist()

@@ -16,36 +16,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxssl.data.augment import ViewAugment, augment_views
+from jaxssl.data.augment import augment_views
+from jaxssl.data.view_augments import view_augments
 from jaxssl.methods.base import Method
 from jaxssl.train import optim
 from jaxssl.train.grads import make_grad_fn
 from jaxssl.train.state import TrainState, ema_update
-
-
-def view_augments(config: ml_collections.ConfigDict) -> tuple[tuple, tuple]:
-    """Per-view photometric settings (global views, local views) from ``config.augment``.
-
-    View 0 uses ``augment.global1``, every further global view ``augment.global2``, locals
-    ``augment.local``. ``released_excb_blur`` reproduces the ExCB code's inverted blur
-    probabilities (first global never, second 0.9, locals never).
-    """
-    a = config.augment
-
-    def make(cfg, blur=None):
-        d = dict(cfg)
-        if blur is not None:
-            d["blur_prob"] = blur
-        d["blur_sigma"] = tuple(d["blur_sigma"])
-        return ViewAugment(mean=tuple(a.mean), std=tuple(a.std), **d)
-
-    inverted = a.released_excb_blur
-    g = config.data.global_crops.num
-    glob = tuple(make(a.global1 if i == 0 else a.global2,
-                      (0.0 if i == 0 else 0.9) if inverted else None) for i in range(g))
-    loc = tuple(make(a.local, 0.0 if inverted else None)
-                for _ in range(config.data.local_crops.num))
-    return glob, loc
 
 
 def augment_batch(key: jax.Array, batch: dict, augments: tuple[tuple, tuple]) -> dict:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from jaxssl.data.config import validate_data_config
-from jaxssl.data.spec import parse_spec
+from jaxssl.data.config import DataConfig
+from jaxssl.data.view_augments import view_augments
 from jaxssl.losses.excb import PAIRINGS as EXCB_PAIRINGS
 from jaxssl.methods.base import config_error
 from jaxssl.methods.common import DTYPES, config_is_vit
@@ -21,10 +21,6 @@ from jaxssl.models import BACKBONES, create_backbone
 from jaxssl.train.hyper import peak_learning_rate
 from jaxssl.train.optim import CLIP_MODES, OPTIMIZERS
 from jaxssl.train.ranges import check_ranges
-from jaxssl.train.step import view_augments
-
-# Image side of datasets whose size is fixed and known without reading them.
-KNOWN_IMAGE_SIZES = {"fashion_mnist": 28, "mnist": 28}
 
 
 def _fail(field: str, message: str) -> None:
@@ -79,19 +75,17 @@ def _check_model(c: ml_collections.ConfigDict) -> None:
 
 def _check_data(c: ml_collections.ConfigDict) -> None:
     """The dataset spec, the crops against the images and the ViT patch size."""
+    # The typed view parses the dataset spec and checks the non-numeric data fields.
     try:
-        parse_spec(c.data.dataset)
+        spec = DataConfig.from_config(c.data).spec
     except ValueError as e:
-        _fail("data.dataset", str(e))
-    validate_data_config(c.data)
-    base = c.data.dataset.split(":")[0]
+        raise ValueError(f"config.{e}") from e
     g, loc = c.data.global_crops, c.data.local_crops
-    if base in KNOWN_IMAGE_SIZES:
-        side = KNOWN_IMAGE_SIZES[base]
+    if spec.image_side is not None:
         for name, crops in (("global_crops", g), ("local_crops", loc)):
-            if crops.num and crops.size > side:
+            if crops.num and crops.size > spec.image_side:
                 _fail(f"data.{name}.size", f"{crops.size} px crops are larger than the "
-                      f"{side} px images of {base!r}.")
+                      f"{spec.image_side} px images of {spec.target!r}.")
     if loc.num and loc.size > g.size:
         _fail("data.local_crops.size", f"{loc.size} px local crops are larger than the "
               f"{g.size} px global crops (config.data.global_crops.size); local views are the "

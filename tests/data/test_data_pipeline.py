@@ -10,9 +10,11 @@ import pytest
 from PIL import Image
 
 from jaxssl.data.checkpoint import iterator_restore_args, iterator_save_args
-from jaxssl.data.config import default_data_config, validate_data_config
+from jaxssl.data.config import DataConfig
 from jaxssl.data.pipeline import make_eval_iterator, make_train_iterator
 from jaxssl.data.sources.folder import ImageFolderSource
+from jaxssl.train.defaults import base_config
+from jaxssl.train.validate import validate_config
 
 N = 50  # examples in the toy dataset; example i is a constant image of value 2 * i
 
@@ -29,7 +31,7 @@ def toy_npz(tmp_path):
 
 
 def _config(spec, *, num_local=3, threads=0):
-    cfg = default_data_config()
+    cfg = base_config().data
     cfg.dataset = spec
     cfg.global_crops.update(num=2, size=12, scale=(0.4, 1.0))
     cfg.local_crops.update(num=num_local, size=6, scale=(0.1, 0.4))
@@ -147,16 +149,16 @@ def test_fashion_mnist_train_batch():
 
 
 def test_long_tail_subset_uses_subset_seed_not_training_seed(toy_npz, monkeypatch):
-    import jaxssl.data.pipeline as pipeline
+    import jaxssl.data.config as data_config
 
     seeds = []
-    real = pipeline.make_source
+    real = data_config.make_source
 
     def recording_make_source(spec, split, **kwargs):
         seeds.append(kwargs["seed"])
         return real(spec, split, **kwargs)
 
-    monkeypatch.setattr(pipeline, "make_source", recording_make_source)
+    monkeypatch.setattr(data_config, "make_source", recording_make_source)
     cfg = _config(f"npz:{toy_npz}:lt2")
     for seed in (0, 7):
         make_train_iterator(cfg, global_batch_size=4, seed=seed)
@@ -205,38 +207,47 @@ def test_eval_sees_every_example_once(toy_npz, processes):
 @pytest.mark.parametrize(
     "field, value, match",
     [
-        ("global_crops.scale", (0.0, 1.0), r"data.global_crops.scale must lie in \(0.0, 1.0\]"),
-        ("local_crops.scale", (0.5, 0.1), "data.local_crops.scale must satisfy min <= max"),
-        ("local_crops.scale", 0.3, "data.local_crops.scale must be a pair"),
-        ("local_crops.num", -1, "data.local_crops.num must be an integer >= 0"),
-        ("global_crops.num", 0, "data.global_crops.num must be an integer >= 1"),
-        ("global_crops.size", 0, "data.global_crops.size must be a positive integer"),
-        ("num_threads", -2, "data.num_threads"),
-        ("interpolation", "nearest", "data.interpolation"),
-        ("skip_corrupt", "yes", "data.skip_corrupt"),
-        ("subset_seed", -1, "data.subset_seed"),
-        ("crop_scale_schedule.start_min", 0.2, r"data.crop_scale_schedule.start_min must lie "
-                                              r"in \[0.32, 1.0\]"),
-        ("dataset", "cifar", "unknown dataset spec 'cifar'"),
+        ("global_crops.scale", (0.0, 1.0), r"config.data.global_crops.scale: got \(0.0, 1.0\)"),
+        ("local_crops.scale", (0.5, 0.1), r"config.data.local_crops.scale: .* low <= high"),
+        ("local_crops.scale", 0.3, "config.data.local_crops.scale: got 0.3"),
+        ("local_crops.num", -1, r"config.data.local_crops.num: got -1, allowed an integer in "
+                                r"\[0, inf\)"),
+        ("global_crops.num", 0, r"config.data.global_crops.num: got 0, allowed an integer"),
+        ("global_crops.size", 0, "config.data.global_crops.size: got 0"),
+        ("num_threads", -2, "config.data.num_threads: got -2"),
+        ("ratio", (2.0, 0.5), "config.data.ratio: got"),
+        ("ratio", (0.0, 2.0), "config.data.ratio: got"),
+        ("interpolation", "nearest", "config.data.interpolation must be one of"),
+        ("skip_corrupt", "yes", "config.data.skip_corrupt must be a bool"),
+        ("subset_seed", -1, "config.data.subset_seed: got -1"),
+        ("crop_scale_schedule.start_min", 0.2, r"config.data.crop_scale_schedule.start_min must "
+                                              r"lie in \[0.4, 1.0\]"),
+        ("dataset", "cifar", "config.data.dataset: unknown dataset spec 'cifar'"),
     ],
 )
 def test_bad_config_fields_are_named(field, value, match):
-    raw = default_data_config().to_dict()
-    node = raw
+    """Every data field is checked once, by validate_config on the one schema (its numeric
+    ranges, then the typed data view), and the error names the field."""
+    cfg = base_config()
     *parents, leaf = field.split(".")
+    node = cfg.data
     for name in parents:
         node = node[name]
-    node[leaf] = value
-    cfg = ml_collections.ConfigDict(raw)
+    with node.ignore_type():
+        node[leaf] = value
     with pytest.raises(ValueError, match=match):
-        validate_data_config(cfg)
+        validate_config(cfg, num_devices=1, num_processes=1)
 
 
 def test_missing_config_field():
-    cfg = ml_collections.ConfigDict(default_data_config().to_dict())
+    cfg = ml_collections.ConfigDict(base_config().data.to_dict())
     del cfg["prefetch"]
-    with pytest.raises(ValueError, match="missing field 'prefetch'"):
-        validate_data_config(cfg)
+    with pytest.raises(ValueError, match="data.prefetch: missing field"):
+        DataConfig.from_config(cfg)
+    del cfg.crop_scale_schedule["steps"]
+    cfg.prefetch = 2
+    with pytest.raises(ValueError, match="data.crop_scale_schedule.steps: missing field"):
+        make_train_iterator(cfg, global_batch_size=4, seed=0)
 
 
 def test_bad_batch_sizes(toy_npz):

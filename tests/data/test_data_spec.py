@@ -26,6 +26,17 @@ FMNIST_LT100 = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
 )
 def test_parse_spec(spec, expected):
     assert parse_spec(spec) == expected
+    assert DatasetSpec.parse(expected) is expected  # a parsed spec passes through
+    # The string form parses back to the same spec, and the balanced one drops only the suffix.
+    assert DatasetSpec.parse(str(expected)) == expected
+    assert str(expected.balanced()) == spec.rsplit(":lt", 1)[0]
+    assert expected.image_side == (28 if expected.kind == "idx" else None)
+
+
+def test_make_source_takes_a_parsed_spec():
+    spec = DatasetSpec("idx", "fashion_mnist", 100.0)
+    np.testing.assert_array_equal(make_source(spec, "train", seed=3).labels,
+                                  make_source(str(spec), "train", seed=3).labels)
 
 
 @pytest.mark.parametrize("spec", ["cifar10", "imagenet:/x", "folder:", "", "fashion_mnist:lt"])

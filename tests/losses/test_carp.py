@@ -15,7 +15,7 @@ from jaxssl.losses.carp import carp_loss, random_partition
 EPS = float(np.finfo(np.float32).eps)
 
 # ---------------------------------------------------------------------------------------------
-# Independent reference: explicit loops over views, samples and blocks (METHODS.md section 4).
+# Independent reference: explicit loops over views, samples and blocks (docs/methods.md §4).
 
 
 def _np_block_probs(logits: np.ndarray, block: np.ndarray) -> np.ndarray:

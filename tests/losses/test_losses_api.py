@@ -1,4 +1,4 @@
-"""The public names of shared/API.md are importable from jaxssl.losses with the contract's
+"""The public names of docs/api.md are importable from jaxssl.losses with the contract's
 argument names (other JAX projects import them)."""
 
 import inspect

@@ -1,4 +1,4 @@
-"""Tests for jaxssl.losses.msn against numpy formulations written from METHODS.md section 5."""
+"""Tests for jaxssl.losses.msn against numpy formulations written from docs/methods.md §5."""
 
 import math
 
@@ -32,7 +32,7 @@ def np_normalize(x):
 
 
 def np_sinkhorn(p, n):
-    """METHODS.md 5 literally, on Q = P^T [K, B], with explicit per-row / per-column loops."""
+    """docs/methods.md §5 literally, on Q = P^T [K, B], with explicit per-row / per-column loops."""
     q = np.array(p, np.float64).T.copy()
     k, b = q.shape
     q /= q.sum()

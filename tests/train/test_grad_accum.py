@@ -17,13 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxssl.data.view_augments import view_augments
 from jaxssl.methods.registry import build_method
 from jaxssl.train.grads import join_micro, make_grad_fn, split_micro
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.init_state import create_train_state
 from jaxssl.train.optim import make_optimizer
 from jaxssl.train.recipes import tiny
-from jaxssl.train.step import augment_batch, make_train_step, view_augments
+from jaxssl.train.step import augment_batch, make_train_step
 
 BATCH, ACCUM = 16, 4
 

@@ -12,13 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxssl.data.view_augments import view_augments
 from jaxssl.methods import base
 from jaxssl.methods.registry import build_method
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.init_state import create_train_state
 from jaxssl.train.optim import make_optimizer
 from jaxssl.train.recipes import tiny
-from jaxssl.train.step import augment_batch, make_train_step, view_augments
+from jaxssl.train.step import augment_batch, make_train_step
 
 METHODS = ["dino", "ibot", "carp", "excb", "msn"]
 MODULES = {"dino": "dino", "ibot": "dino", "carp": "carp", "excb": "excb", "msn": "msn"}

@@ -78,7 +78,7 @@ def test_one_step_updates_student_teacher_and_state(method):
     moved = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))),
                          new.params, before.params)
     assert max(jax.tree.leaves(moved)) > 0
-    # EMA teacher: theta_t = m theta_t + (1 - m) theta_s with the new student (METHODS.md 0).
+    # EMA teacher: theta_t = m theta_t + (1 - m) theta_s with the new student (docs/methods.md §0).
     m_ema = float(hyper["ema_momentum"])
     expected = jax.tree.map(lambda t, s: m_ema * t + (1 - m_ema) * np.asarray(s),
                             before.teacher_params, new.params)
@@ -101,7 +101,8 @@ def test_dino_center_is_ema_of_teacher_logit_mean():
     teacher = jax.tree.map(np.asarray, state.teacher_params)
     new, _ = step(state, batch, hyper, jax.random.key(3))
     # Recompute the teacher logits of the same augmented views independently.
-    from jaxssl.train.step import augment_batch, view_augments
+    from jaxssl.data.view_augments import view_augments
+    from jaxssl.train.step import augment_batch
 
     key = jax.random.fold_in(jax.random.key(3), 0)
     k_aug, _ = jax.random.split(key)

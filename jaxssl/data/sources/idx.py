@@ -1,9 +1,20 @@
-"""MNIST and Fashion-MNIST from the official IDX files, parsed with numpy.
+"""MNIST and Fashion-MNIST from the official IDX files, parsed with numpy, and their download.
 
 The IDX format (LeCun et al., http://yann.lecun.com/exdb/mnist/) is a big-endian header -- two
 zero bytes, a type code (0x08 = uint8) and the number of dimensions -- followed by one uint32 size
 per dimension and the raw data. Images use magic 0x00000803 ([N, 28, 28]), labels 0x00000801 ([N]).
 The whole split is read into memory once: 60,000 x 28 x 28 bytes is 47 MB.
+
+Download (the only one in jaxssl; the trainer and the Colab notebook both use it): each official
+``.gz`` file is streamed into a temporary file beside its target while its SHA-256 is computed,
+and renamed onto the target (``os.replace``) only when the digest is the official one, so the
+cache never holds a partial or altered file. Errors are kept apart on purpose: ``OSError`` (no
+network, DNS, HTTP errors, timeouts) means "offline" and lets a caller fall back to other data,
+while :class:`ChecksumError` (a file arrived but is not the official one) always stops.
+
+Only downloads and the download cache are checked against the digests: Debian's
+``dataset-fashion-mnist`` re-writes the gzip headers (no file name, another time stamp), so its
+files' bytes differ although their decompressed contents are identical.
 """
 
 from __future__ import annotations
@@ -12,45 +23,63 @@ import functools
 import gzip
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from jaxssl.output_paths import atomic_write
+
 _DATASETS = ("fashion_mnist", "mnist")
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
-# Published MD5s of the upstream .gz files (Fashion-MNIST README; torchvision's MNIST table).
-# Only downloads are checked against them: Debian re-compresses its copies, so the bytes of
-# /usr/share/datasets/fashion-mnist differ although the decompressed contents are identical.
-_MD5 = {
+# Dataset -> file name -> (size in bytes, SHA-256) of the official upstream .gz files: Zalando's
+# Fashion-MNIST release (Xiao et al., 2017) and LeCun's MNIST (the files TFDS and torchvision's
+# mirrors serve, whose published MD5s are f68b3c2d..., d53e105e..., 9fb629c4..., ec29112d...).
+OFFICIAL_FILES = {
     "fashion_mnist": {
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        "train-images-idx3-ubyte.gz": (
+            26_421_880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        "train-labels-idx1-ubyte.gz": (
+            29_515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        "t10k-images-idx3-ubyte.gz": (
+            4_422_102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        "t10k-labels-idx1-ubyte.gz": (
+            5_148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
     },
     "mnist": {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        "train-images-idx3-ubyte.gz": (
+            9_912_422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        "train-labels-idx1-ubyte.gz": (
+            28_881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        "t10k-images-idx3-ubyte.gz": (
+            1_648_877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        "t10k-labels-idx1-ubyte.gz": (
+            4_542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
     },
 }
-_MIRRORS = {
+# Base URLs tried in order: the canonical location, then a copy (the digests make any copy safe).
+MIRRORS = {
     "fashion_mnist": (
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     ),
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",),
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
 }
 _SYSTEM_DIRS = {
     "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
     "mnist": ("/usr/share/datasets/mnist",),
 }
 _DEBIAN_PACKAGE = {"fashion_mnist": "dataset-fashion-mnist", "mnist": "(none; download it)"}
+_CHUNK = 1 << 20
+
+
+class ChecksumError(ValueError):
+    """A downloaded file is not the official one (its SHA-256 differs); nothing was written."""
 
 
 def parse_idx(data: bytes, *, name: str, expected_ndim: int) -> np.ndarray:
@@ -91,6 +120,12 @@ def parse_idx(data: bytes, *, name: str, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
 
 
+def _download_dir(dataset: str, data_dir: str | os.PathLike | None) -> Path:
+    """``<data_dir | $JAXSSL_DATA_DIR | ~/.cache/jaxssl>/<dataset>``: where downloads go."""
+    root = data_dir or os.environ.get("JAXSSL_DATA_DIR") or Path.home() / ".cache" / "jaxssl"
+    return Path(root) / dataset
+
+
 def _candidate_dirs(dataset: str, data_dir: str | os.PathLike | None) -> list[Path]:
     roots = []
     if data_dir is not None:
@@ -102,7 +137,9 @@ def _candidate_dirs(dataset: str, data_dir: str | os.PathLike | None) -> list[Pa
     for root in roots:
         dirs += [root, root / dataset, root / dataset.replace("_", "-")]
     dirs += [Path(d) for d in _SYSTEM_DIRS[dataset]]
-    return dirs
+    # The download directory last, so that an earlier download is found again.
+    download_dir = _download_dir(dataset, data_dir)
+    return dirs + ([download_dir] if download_dir not in dirs else [])
 
 
 def _find_file(dirs: list[Path], stem: str) -> Path | None:
@@ -113,34 +150,120 @@ def _find_file(dirs: list[Path], stem: str) -> Path | None:
     return None
 
 
-def _download_dir(dataset: str, data_dir: str | os.PathLike | None) -> Path:
-    root = data_dir or os.environ.get("JAXSSL_DATA_DIR") or Path.home() / ".cache" / "jaxssl"
-    return Path(root) / dataset
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks.
+
+    >>> import tempfile
+    >>> file_sha256(tempfile.mkstemp()[1])[:16]  # the digest of no bytes
+    'e3b0c44298fc1c14'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _download(dataset: str, filename: str, target_dir: Path, timeout: float) -> Path:
-    """Fetches one file from the official mirrors and checks the published MD5."""
+def _is_official(path: Path, size: int, sha256: str) -> bool:
+    # The size first: a truncated file is rejected without hashing it.
+    return path.is_file() and path.stat().st_size == size and file_sha256(path) == sha256
+
+
+def _fetch(url: str, target: Path, expected: str, timeout: float, opener: Callable) -> None:
+    """Streams ``url`` to ``target`` through a temporary file; renames it only if it verifies."""
+
+    def write(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with opener(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            while chunk := response.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected:
+            raise ChecksumError(
+                f"{url} has SHA-256 {digest.hexdigest()}, the official {target.name} has "
+                f"{expected} (corrupt or altered download; nothing was kept).")
+
+    atomic_write(target, write)  # a temporary file beside target, then os.replace
+
+
+def _download(
+    dataset: str,
+    filename: str,
+    target_dir: Path,
+    *,
+    mirrors: Sequence[str] | None,
+    timeout: float,
+    opener: Callable | None,
+) -> Path:
+    """Fetches one official file from the first mirror that serves the official bytes.
+
+    Raises ChecksumError when a mirror answered with other bytes and none with the official ones,
+    and OSError naming each URL and its error when no mirror could be reached.
+    """
+    _, expected = OFFICIAL_FILES[dataset][filename]
+    # Looked up at call time (not bound as a default) so a patched urlopen is honoured.
+    opener = opener or urllib.request.urlopen
     target_dir.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for mirror in _MIRRORS[dataset]:
-        url = mirror + filename
+    target = target_dir / filename
+    network_errors, bad_files = [], []
+    for mirror in MIRRORS[dataset] if mirrors is None else mirrors:
+        url = mirror.rstrip("/") + "/" + filename
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                payload = response.read()
-        except OSError as err:  # URLError, timeouts and DNS failures are all OSErrors.
-            errors.append(f"{url}: {err}")
-            continue
-        digest = hashlib.md5(payload).hexdigest()
-        if digest != _MD5[dataset][filename]:
-            errors.append(f"{url}: MD5 {digest} != published {_MD5[dataset][filename]}")
-            continue
-        # Write-then-rename so an interrupted download never leaves a short file behind.
-        with tempfile.NamedTemporaryFile(dir=target_dir, delete=False) as tmp:
-            tmp.write(payload)
-        target = target_dir / filename
-        shutil.move(tmp.name, target)
-        return target
-    raise OSError("; ".join(errors))
+            _fetch(url, target, expected, timeout, opener)
+            return target
+        except ChecksumError as err:
+            bad_files.append(f"{dataset}: {err}")
+        except OSError as err:  # URLError, HTTPError, timeouts and DNS failures are OSErrors.
+            network_errors.append(f"{url}: {err}")
+    if bad_files:
+        raise ChecksumError("; ".join(bad_files))
+    raise OSError(f"{dataset}: could not download {filename} (offline?): "
+                  + ("; ".join(network_errors) or "no mirror given"))
+
+
+def download_idx(
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = 30.0,
+    opener: Callable | None = None,
+) -> Path:
+    """Makes sure the four official ``.gz`` files of ``dataset`` are in its download directory.
+
+    Each missing file, or file there whose size or SHA-256 is not the official one, is fetched
+    from the first mirror that serves the official bytes (see the module docstring).
+
+    Args:
+      dataset: ``"fashion_mnist"`` or ``"mnist"``.
+      data_dir: root of the download directory ``<root>/<dataset>``; None: ``$JAXSSL_DATA_DIR``,
+        else ``~/.cache/jaxssl`` (the directory :func:`load_idx_split` downloads into and reads).
+      mirrors: base URLs tried in order (any scheme ``opener`` handles, e.g. ``file://``);
+        None: the official ones (``MIRRORS[dataset]``).
+      timeout: seconds per request.
+      opener: ``urllib.request.urlopen`` (None) or a stand-in with its signature (tests).
+
+    Returns:
+      The download directory, holding ``train-images-idx3-ubyte.gz`` and the other three.
+
+    Raises:
+      ChecksumError: a mirror served a file with another SHA-256 (and no mirror the right one).
+      OSError: no mirror could be reached (offline), naming each URL and its error.
+
+    >>> import tempfile
+    >>> download_idx("mnist", tempfile.mkdtemp(), mirrors=())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    OSError: mnist: could not download train-images-idx3-ubyte.gz (offline?): no mirror given
+    """
+    if dataset not in _DATASETS:
+        raise ValueError(f"dataset must be one of {_DATASETS}, got {dataset!r}.")
+    target_dir = _download_dir(dataset, data_dir)
+    for filename, (size, sha256) in OFFICIAL_FILES[dataset].items():
+        if not _is_official(target_dir / filename, size, sha256):
+            _download(dataset, filename, target_dir, mirrors=mirrors, timeout=timeout,
+                      opener=opener)
+    return target_dir
 
 
 def _read(path: Path) -> bytes:
@@ -160,6 +283,30 @@ def _parse_file(path: str, ndim: int, mtime_ns: int, size: int) -> np.ndarray:
     return parse_idx(_read(Path(path)), name=path, expected_ndim=ndim)
 
 
+def _locate(dataset: str, split: str, stem: str, dirs: list[Path], fetch: Callable | None) -> Path:
+    """The file for ``stem`` found in ``dirs``, else downloaded by ``fetch`` (None: disabled)."""
+    path = _find_file(dirs, stem)
+    if path is not None:
+        return path
+    download_error = "download disabled"
+    if fetch is not None:
+        try:
+            return fetch(stem + ".gz")
+        except OSError as err:  # offline: reported with the places searched and the fix
+            download_error = f"download failed: {err}"
+    searched = ", ".join(str(d) for d in dirs)
+    raise FileNotFoundError(
+        f"{dataset} {split}: {stem}[.gz] not found in {searched} ({download_error}). "
+        f"Fix: `apt-get install {_DEBIAN_PACKAGE[dataset]}`, or put the official IDX "
+        "files in a directory and set JAXSSL_DATA_DIR (or data_dir) to it."
+    )
+
+
+def _parse_path(path: Path, ndim: int) -> np.ndarray:
+    stat = path.stat()
+    return _parse_file(str(path), ndim, stat.st_mtime_ns, stat.st_size)
+
+
 def load_idx_split(
     dataset: str,
     split: str,
@@ -167,12 +314,23 @@ def load_idx_split(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     timeout: float = 30.0,
+    mirrors: Sequence[str] | None = None,
+    opener: Callable | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(images uint8 [N, 28, 28], labels uint8 [N])`` for one split.
 
     Search order: ``data_dir``, ``$JAXSSL_DATA_DIR`` (each also with a ``<dataset>/`` subdirectory),
-    then the Debian location ``/usr/share/datasets/<fashion-mnist|mnist>``. Missing files are
-    downloaded (when ``download``) into ``data_dir``, ``$JAXSSL_DATA_DIR`` or ``~/.cache/jaxssl``.
+    the Debian location ``/usr/share/datasets/<fashion-mnist|mnist>``, then the download
+    directory ``<data_dir | $JAXSSL_DATA_DIR | ~/.cache/jaxssl>/<dataset>``. Missing files are
+    downloaded there (when ``download``) and kept only with the official SHA-256; a file in the
+    download directory that no longer parses is fetched again. ``mirrors``, ``timeout`` and
+    ``opener`` are passed to the download (see :func:`download_idx`).
+
+    Raises:
+      FileNotFoundError: a file is nowhere and could not be downloaded (offline, or
+        ``download=False``), naming the directories searched, each URL tried and the fix.
+      ChecksumError: a mirror served a file that is not the official one.
+      ValueError: a file is not a valid IDX file (naming it).
 
     >>> images, labels = load_idx_split("fashion_mnist", "test", download=False)
     >>> images.shape, images.dtype, labels.shape
@@ -183,28 +341,20 @@ def load_idx_split(
     if split not in _SPLIT_PREFIX:
         raise ValueError(f"split must be one of {tuple(_SPLIT_PREFIX)}, got {split!r}.")
     dirs = _candidate_dirs(dataset, data_dir)
+    download_dir = _download_dir(dataset, data_dir)
+    fetch = functools.partial(_download, dataset, target_dir=download_dir, mirrors=mirrors,
+                              timeout=timeout, opener=opener) if download else None
     arrays = []
     for kind, ndim in (("images-idx3", 3), ("labels-idx1", 1)):
-        stem = f"{_SPLIT_PREFIX[split]}-{kind}-ubyte"
-        path = _find_file(dirs, stem)
-        if path is None:
-            download_error = "download disabled"
-            if download:
-                try:
-                    path = _download(
-                        dataset, stem + ".gz", _download_dir(dataset, data_dir), timeout
-                    )
-                except OSError as err:
-                    download_error = f"download failed: {err}"
-            if path is None:
-                searched = ", ".join(str(d) for d in dirs)
-                raise FileNotFoundError(
-                    f"{dataset} {split}: {stem}[.gz] not found in {searched} ({download_error}). "
-                    f"Fix: `apt-get install {_DEBIAN_PACKAGE[dataset]}`, or put the official IDX "
-                    "files in a directory and set JAXSSL_DATA_DIR (or data_dir) to it."
-                )
-        stat = path.stat()
-        arrays.append(_parse_file(str(path), ndim, stat.st_mtime_ns, stat.st_size))
+        path = _locate(dataset, split, f"{_SPLIT_PREFIX[split]}-{kind}-ubyte", dirs, fetch)
+        try:
+            arrays.append(_parse_path(path, ndim))
+        except ValueError:
+            # A broken earlier download (truncated, overwritten) is replaced by the official
+            # file; any other file is the user's own and is only reported.
+            if fetch is None or path.parent != download_dir or path.suffix != ".gz":
+                raise
+            arrays.append(_parse_path(fetch(path.name), ndim))
     images, labels = arrays
     if images.shape[0] != labels.shape[0]:
         raise ValueError(
