@@ -23,6 +23,7 @@ from jaxssl.data.augment import normalize_images
 from jaxssl.data.config import DataConfig
 from jaxssl.data.pipeline import make_eval_iterator
 from jaxssl.data.subset import SubsetSource, sample_indices
+from jaxssl.eval import plots
 from jaxssl.eval.features import extract_features
 from jaxssl.eval.knn import knn_classify
 from jaxssl.train.callbacks import EndEvent, LogEvent
@@ -89,8 +90,6 @@ def cluster_sizes(method, state: TrainState, config, split: str = "test") -> np.
 
 def write_report_and_plots(workdir: str, report: dict, sizes: np.ndarray | None) -> list[str]:
     """Writes ``report.json`` and the PNG plots (loss curve, sorted cluster sizes)."""
-    # matplotlib is heavy and needed only here: imported when plots are written, on purpose.
-    from jaxssl.eval import plots
 
     written = []
     with open(os.path.join(workdir, "report.json"), "w", encoding="utf-8") as f:
