@@ -471,7 +471,9 @@ def knn_eval(args: argparse.Namespace, config: ml_collections.ConfigDict,
              teacher: Net) -> dict[str, Any]:
     """k-NN of the teacher backbone's CLS features exactly as ``python -m jaxssl.eval
     --protocols knn --train-limit N --test-limit M --seed S`` (its subsets, views and k-NN)."""
-    from jaxssl.eval.protocols import SplitFeatures, _batches, balanced_spec, knn_section
+    from jaxssl.data.eval_split import balanced_spec, eval_batches
+    from jaxssl.eval.features import SplitFeatures
+    from jaxssl.eval.protocols import knn_section
 
     spec = balanced_spec(config.data.dataset)
     mean = torch.tensor(config.augment.mean)[None, :, None, None]
@@ -480,7 +482,7 @@ def knn_eval(args: argparse.Namespace, config: ml_collections.ConfigDict,
     splits = {}
     for split, limit in (("train", args.train_limit), ("test", args.test_limit)):
         feats, labels = [], []
-        for batch in _batches(spec, split, image_size=int(config.data.global_crops.size),
+        for batch in eval_batches(spec, split, image_size=int(config.data.global_crops.size),
                               batch_size=int(config.eval.batch_size),
                               data_dir=config.data.data_dir, limit=limit, seed=args.seed):
             valid = np.asarray(batch["valid"], bool)

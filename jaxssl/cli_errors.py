@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from absl import flags
+
 from jaxssl.exit_codes import USAGE_ERROR  # noqa: F401 (2, as argparse; every code is there)
 
 
@@ -74,8 +76,6 @@ def parse_flags(argv: list[str]) -> list[str]:
     config fields that do not exist (``--config.optim.lrr=1``) and a ``--config`` file that
     cannot be loaded; returns the arguments left after the flags.
     """
-    from absl import flags
-
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as err:

@@ -11,8 +11,8 @@ Trainer contract::
     #  "label": int32 [GB], "index": int64 [GB]}
 
 Iterator state goes into the same orbax ``CheckpointManager`` step as the train state, as a
-``Composite`` item built with ``iterator_save_args(it)`` / ``iterator_restore_args(it)`` (see
-``jaxssl.data.checkpoint``).
+``Composite`` item ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (see
+``jaxssl.train.checkpoint``).
 """
 
 from jaxssl._extras import require_train_extra
@@ -20,11 +20,6 @@ from jaxssl._extras import require_train_extra
 require_train_extra(__name__)
 
 from jaxssl.data.augment import ViewAugment, augment_views, normalize_images
-from jaxssl.data.checkpoint import (
-    iterator_checkpoint_handler,
-    iterator_restore_args,
-    iterator_save_args,
-)
 from jaxssl.data.config import DataConfig
 from jaxssl.data.delivery import to_global_batch
 from jaxssl.data.long_tail import LongTailSource, long_tail_counts
@@ -43,9 +38,6 @@ __all__ = [
     "DatasetSpec",
     "LongTailSource",
     "DataConfig",
-    "iterator_checkpoint_handler",
-    "iterator_restore_args",
-    "iterator_save_args",
     "long_tail_counts",
     "make_eval_iterator",
     "make_source",

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from jaxssl.data.subset import SubsetSource
+
 
 def source_labels(source) -> np.ndarray:
     """The int64 labels of a source: its ``labels`` attribute, or read item by item."""
@@ -69,8 +71,9 @@ def long_tail_indices(
     return np.sort(np.concatenate(keep))
 
 
-class LongTailSource:
-    """A long-tailed subset of ``source``; ``index`` here maps to ``base_indices[index]`` there.
+class LongTailSource(SubsetSource):
+    """A long-tailed subset of ``source``: the ``SubsetSource`` of ``long_tail_indices``;
+    ``index`` here maps to ``base_indices[index]`` there.
 
     >>> class Toy:
     ...     labels = np.repeat(np.arange(2), 4)
@@ -78,24 +81,22 @@ class LongTailSource:
     ...     def __getitem__(self, i):
     ...         return {"image": np.zeros((1, 1, 1), np.uint8), "label": int(self.labels[i])}
     >>> lt = LongTailSource(Toy(), rho=4.0)
-    >>> len(lt), np.bincount(lt.labels).tolist()
-    (5, [4, 1])
+    >>> len(lt), np.bincount(lt.labels).tolist(), lt[4]["label"]
+    (5, [4, 1], 1)
     """
 
     def __init__(self, source, rho: float, *, seed: int = 0, shuffle_classes: bool = False):
-        self.source, self.rho, self.seed = source, float(rho), seed
         base_labels = source_labels(source)
-        self.base_indices = long_tail_indices(
-            base_labels, rho, seed=seed, shuffle_classes=shuffle_classes
-        )
-        self.labels = base_labels[self.base_indices]
+        super().__init__(source, long_tail_indices(base_labels, rho, seed=seed,
+                                                   shuffle_classes=shuffle_classes))
+        self.rho, self.seed = float(rho), seed
+        self.labels = base_labels[self.indices]  # also when the source reads labels lazily
         self.num_classes = int(base_labels.max()) + 1
 
-    def __len__(self) -> int:
-        return len(self.base_indices)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.source[int(self.base_indices[index])]
+    @property
+    def base_indices(self) -> np.ndarray:
+        """Index ``i`` of this view is ``source[base_indices[i]]``."""
+        return self.indices
 
     def __repr__(self) -> str:
         return f"LongTailSource({self.source!r}, rho={self.rho}, n={len(self)})"

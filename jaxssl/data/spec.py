@@ -30,6 +30,7 @@ from jaxssl.data.long_tail import LongTailSource
 from jaxssl.data.sources.folder import ImageFolderSource
 from jaxssl.data.sources.idx import IdxSource
 from jaxssl.data.sources.npz import NpzSource, split_label_values
+from jaxssl.data.sources.tfds import TfdsSource  # imports tensorflow_datasets only when used
 
 SPEC_FORMS = (
     "fashion_mnist",
@@ -160,8 +161,6 @@ def make_source(
     if parsed.kind == "idx":
         source = IdxSource(parsed.target, split, data_dir=data_dir)
     elif parsed.kind == "tfds":
-        from jaxssl.data.sources.tfds import TfdsSource  # tfds is slow to import; only when used.
-
         source = TfdsSource(
             parsed.target,
             split,

@@ -31,7 +31,6 @@ from jaxssl.eval.cluster_sizes import (
 from jaxssl.eval.clustering import kmeans_cluster_scores
 from jaxssl.eval.features import extract_features, put_on_mesh
 from jaxssl.eval.fewshot import few_shot, few_shot_indices
-from jaxssl.eval.kmeans import count_empty, kmeans, spherical_kmeans
 from jaxssl.eval.knn import knn_classify, knn_votes, topk_accuracy
 from jaxssl.eval.linear import fit_softmax_regression, linear_probe, predict_logits, standardise
 from jaxssl.eval.plots import (
@@ -48,6 +47,7 @@ from jaxssl.eval.prototypes import (
 )
 from jaxssl.eval.report import assemble_report, to_jsonable, write_report
 from jaxssl.eval.restore import Pretrained, load_pretrained
+from jaxssl.ops.kmeans import count_empty, kmeans, spherical_kmeans  # re-export: one home, in ops
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

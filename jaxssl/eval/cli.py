@@ -22,14 +22,41 @@ import time
 from typing import Any
 
 import numpy as np
+from absl import logging
 
-from jaxssl.eval.protocols import PROTOCOLS, parse_protocols
-from jaxssl.eval.restore import WHICH
+from jaxssl.cli_errors import USAGE_ERROR, error_line
+from jaxssl.data.eval_split import balanced_spec
+from jaxssl.eval import plots
+from jaxssl.eval.features import extract_split, load_features, save_features
+from jaxssl.eval.protocols import PROTOCOLS, run_protocols, two_view_agreement
+from jaxssl.eval.report import to_jsonable, write_report
+from jaxssl.eval.restore import WHICH, load_pretrained
+from jaxssl.output_paths import PathError, check_output_file
 
 # Training-curve keys plotted when metrics.jsonl has them (methods log different subsets).
 CURVE_KEYS = ("loss", "teacher_confidence", "min_relative_size", "max_relative_size",
               "empty_fraction", "consistency", "view_agreement", "entropy",
               "unique_prototypes_1e-2", "online_knn_top1")
+
+
+def parse_protocols(text: str) -> tuple[str, ...]:
+    """Comma-separated ``--protocols`` names -> a tuple in the given order, duplicates dropped.
+
+    >>> parse_protocols("knn, cluster,knn")
+    ('knn', 'cluster')
+    >>> parse_protocols("knn,svm")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown protocol 'svm' in --protocols; valid: knn, linear, fewshot, ...
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--protocols is empty; valid: {', '.join(PROTOCOLS)}")
+    for name in names:
+        if name not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {name!r} in --protocols; valid: "
+                             f"{', '.join(PROTOCOLS)}")
+    return tuple(dict.fromkeys(names))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write_plots(report: dict[str, Any], workdir: str, out_dir: str) -> list[str]:
-    from jaxssl.eval import plots
-
     written = []
     assign = report.get("cluster", {}).get("prototype_assignments")
     if assign is not None:
@@ -144,18 +169,6 @@ def format_table(rows: list[tuple[str, str, float]]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the evaluation described by parsed ``args``; returns the report (also written)."""
-    from jaxssl.eval.protocols import (
-        balanced_spec,
-        extract_split,
-        load_features,
-        run_protocols,
-        save_features,
-        two_view_agreement,
-    )
-    from jaxssl.eval.report import to_jsonable, write_report
-    from jaxssl.eval.restore import load_pretrained
-    from jaxssl.output_paths import PathError, check_output_file
-
     protocols = parse_protocols(args.protocols)
     for name, value in (("--train-limit", args.train_limit), ("--test-limit", args.test_limit)):
         if value < 0:
@@ -229,11 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     an unusable path or input file, or an empty dataset; 1 for another I/O error. The message
     goes to stderr, one line.
     """
-    from absl import logging
-
-    from jaxssl.cli_errors import USAGE_ERROR, error_line
-    from jaxssl.output_paths import PathError
-
     args = build_parser().parse_args(argv)
     # Orbax logs every restore at INFO/WARNING through absl; the table says what matters.
     logging.set_verbosity(logging.ERROR)

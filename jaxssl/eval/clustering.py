@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from jaxssl.eval.cluster_metrics import cluster_scores
-from jaxssl.eval.kmeans import kmeans
+from jaxssl.ops.kmeans import kmeans
 
 
 def kmeans_cluster_scores(

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from jaxssl.eval.knn import topk_accuracy
-from jaxssl.eval.linear import fit_softmax_regression, predict_logits
+from jaxssl.eval.linear import as_feature_splits, fit_softmax_regression, predict_logits
 
 
 def few_shot_indices(
@@ -72,14 +72,7 @@ def few_shot(
     >>> r["1shot"]["mean"], r["1shot"]["std"]
     (1.0, 0.0)
     """
-    train_x = np.asarray(train_x, np.float32)
-    test_x = np.asarray(test_x, np.float32)
-    train_y = np.asarray(train_y, np.int32)
-    test_y = np.asarray(test_y, np.int32)
-    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(
-            f"feature dimension mismatch: train_x {train_x.shape} vs test_x {test_x.shape}"
-        )
+    train_x, train_y, test_x, test_y = as_feature_splits(train_x, train_y, test_x, test_y)
     if num_splits < 1:
         raise ValueError(f"num_splits must be >= 1; got {num_splits}")
     if num_classes is None:

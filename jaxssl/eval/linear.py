@@ -140,6 +140,25 @@ def standardise(
     return tuple(((x - mean) / std).astype(np.float32) for x in (train_x, *others))
 
 
+def as_feature_splits(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                      test_y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(train_x, train_y, test_x, test_y) as float32 features [N, D] and int32 labels, after
+    checking both feature sets are 2-D with the same D (for the probes of this package).
+
+    >>> as_feature_splits(np.zeros((2, 3)), [0, 1], np.zeros((1, 4)), [0])
+    Traceback (most recent call last):
+    ...
+    ValueError: feature dimension mismatch: train_x (2, 3) vs test_x (1, 4)
+    """
+    train_x = np.asarray(train_x, np.float32)
+    test_x = np.asarray(test_x, np.float32)
+    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(
+            f"feature dimension mismatch: train_x {train_x.shape} vs test_x {test_x.shape}"
+        )
+    return train_x, np.asarray(train_y, np.int32), test_x, np.asarray(test_y, np.int32)
+
+
 def linear_probe(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -171,14 +190,7 @@ def linear_probe(
     >>> r["top1"] >= 0.95, r["best_lr"]
     (True, 0.1)
     """
-    train_x = np.asarray(train_x, np.float32)
-    test_x = np.asarray(test_x, np.float32)
-    train_y = np.asarray(train_y, np.int32)
-    test_y = np.asarray(test_y, np.int32)
-    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(
-            f"feature dimension mismatch: train_x {train_x.shape} vs test_x {test_x.shape}"
-        )
+    train_x, train_y, test_x, test_y = as_feature_splits(train_x, train_y, test_x, test_y)
     if test_y.shape != (test_x.shape[0],):
         raise ValueError(f"test_y must be [{test_x.shape[0]}]; got {test_y.shape}")
     if not 0.0 < val_fraction < 1.0:

@@ -24,6 +24,8 @@ import jax
 import numpy as np
 
 from jaxssl.export.torch_names import backbone_family, flatten, torch_state_dict
+from jaxssl.output_paths import atomic_write, check_output_file
+from jaxssl.train.restore import checkpoints_dir, restore_checkpoint
 
 FORMATS = ("msgpack", "torch")
 WHICH = ("teacher", "student")
@@ -92,37 +94,16 @@ def backbone_from_state(state: Mapping[str, Any], config: Any, which: str = "tea
     )
 
 
-def _require_checkpoints(workdir: str) -> None:
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise FileNotFoundError(f"export: no checkpoints directory in workdir {workdir!r}")
-
-
 def load_backbone(workdir: str, which: str = "teacher", step: int | None = None) -> Backbone:
-    """Reads the ``which`` backbone of the checkpoint at ``step`` (default newest) in ``workdir``.
+    """Reads the ``which`` backbone of the checkpoint at ``step`` (default newest) in ``workdir``
+    through :func:`jaxssl.train.restore.restore_checkpoint` (raw: the method is not rebuilt).
 
     Raises FileNotFoundError when ``workdir`` has no checkpoint, and
     :class:`~jaxssl.train.checkpoint.CorruptCheckpointError` (a ValueError naming the checkpoint
     and the other steps to pass as ``--step``) when it cannot be read.
     """
-    from jaxssl.train.checkpoint import Checkpointer
-
-    _require_checkpoints(workdir)
-    ckpt = Checkpointer(workdir)
-    try:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"export: no finished checkpoint in {ckpt.directory}")
-        step = ckpt.latest_step() if step is None else step
-        if step not in ckpt.all_steps():
-            raise FileNotFoundError(f"export: no checkpoint for step {step} in {ckpt.directory};"
-                                    f" available steps: {ckpt.all_steps()}")
-        try:
-            state = ckpt.restore_raw(step)
-            config = ckpt.restore_config(step)
-        except Exception as e:  # orbax / tensorstore read errors have no common base class
-            raise ckpt.unreadable(step, e) from e
-    finally:
-        ckpt.close()
-    return backbone_from_state(state, config, which)
+    restored = restore_checkpoint(workdir, step=step, raw=True)
+    return backbone_from_state(restored.state, restored.config, which)
 
 
 def msgpack_bytes(backbone: Backbone) -> bytes:
@@ -139,7 +120,7 @@ def msgpack_bytes(backbone: Backbone) -> bytes:
 
 def _import_torch():
     try:
-        import torch
+        import torch  # lazy on purpose: an optional ~1 GB dependency, needed by --format torch only
     except ImportError as e:
         raise ImportError(
             "export: --format torch needs PyTorch, an optional dependency of jaxssl. Install it "
@@ -176,9 +157,7 @@ def export(workdir: str, fmt: str, which: str = "teacher", out: str | None = Non
         raise ValueError(f"export: format must be one of {FORMATS}, got {fmt!r}")
     if which not in WHICH:
         raise ValueError(f"export: which must be one of {WHICH}, got {which!r}")
-    from jaxssl.output_paths import atomic_write, check_output_file
-
-    _require_checkpoints(workdir)
+    checkpoints_dir(workdir)
     # A directory, read-only or uncreatable destination fails before the checkpoint is read.
     chosen = out is not None
     out = out if chosen else default_out_path(workdir, fmt, which)

@@ -1,4 +1,4 @@
-"""jaxssl.models: ResNet and ViT backbones, SSL heads, prototype layers and registries.
+"""jaxssl.models: ResNet and ViT backbones, SSL heads, prototype layers and the backbone registry.
 
 Prototype / centroid parameters of every head live at ``params["prototypes"]["kernel"]`` [K, D];
 read them with :func:`get_prototypes`.
@@ -23,7 +23,7 @@ from jaxssl.models.prototypes import (
     get_prototypes,
     l2_normalize,
 )
-from jaxssl.models.registry import BACKBONES, HEADS, create_backbone, create_head
+from jaxssl.models.registry import BACKBONES, create_backbone
 from jaxssl.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50, resnet_tiny
 from jaxssl.models.vit import (
     VisionTransformer,
@@ -36,7 +36,6 @@ from jaxssl.models.vit import (
 
 __all__ = [
     "BACKBONES",
-    "HEADS",
     "MLP",
     "BasicBlock",
     "Bottleneck",
@@ -51,7 +50,6 @@ __all__ = [
     "VisionTransformer",
     "WeightNormPrototypes",
     "create_backbone",
-    "create_head",
     "get_prototypes",
     "interpolate_pos_embed",
     "l2_normalize",

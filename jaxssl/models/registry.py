@@ -1,8 +1,7 @@
-"""Name -> factory registries for backbones and heads, used by configs and recipes.
+"""Name -> factory registry of the backbones (``config.model.backbone``).
 
 Backbones: ``resnet18``, ``resnet50``, ``resnet_tiny``, ``vit_tiny``, ``vit_small``, ``vit_base``,
-``vit_nano``. Heads: ``dino``, ``carp``, ``excb_projector``, ``excb_predictor``, ``centroids``,
-``msn``.
+``vit_nano``. Heads have no registry: each method builds its own (``jaxssl.methods``).
 """
 
 from __future__ import annotations
@@ -12,14 +11,6 @@ from typing import Any
 
 import flax.linen as nn
 
-from jaxssl.models.heads import (
-    CARPHead,
-    CentroidLayer,
-    DINOHead,
-    ExCBPredictor,
-    ExCBProjector,
-    MSNHead,
-)
 from jaxssl.models.resnet import resnet18, resnet50, resnet_tiny
 from jaxssl.models.vit import vit_base, vit_nano, vit_small, vit_tiny
 
@@ -32,16 +23,6 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "vit_base": vit_base,
     "vit_nano": vit_nano,
 }
-
-HEADS: dict[str, Callable[..., nn.Module]] = {
-    "dino": DINOHead,
-    "carp": CARPHead,
-    "excb_projector": ExCBProjector,
-    "excb_predictor": ExCBPredictor,
-    "centroids": CentroidLayer,
-    "msn": MSNHead,
-}
-
 
 def _lookup(kind: str, table: dict[str, Callable[..., nn.Module]], name: str) -> Callable:
     if name not in table:
@@ -58,12 +39,3 @@ def create_backbone(name: str, **overrides: Any) -> nn.Module:
     256
     """
     return _lookup("backbone", BACKBONES, name)(**overrides)
-
-
-def create_head(name: str, **kwargs: Any) -> nn.Module:
-    """Builds the head registered as ``name`` with constructor arguments ``kwargs``.
-
-    >>> create_head("dino", num_prototypes=16).norm_last_layer
-    True
-    """
-    return _lookup("head", HEADS, name)(**kwargs)

@@ -28,8 +28,10 @@ a sharded run equals an unsharded one up to the float summation order of the cen
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -81,112 +83,150 @@ def _shard(mesh: Mesh | None, a: jax.Array, *spec) -> jax.Array:
     return jax.lax.with_sharding_constraint(a, NamedSharding(mesh, PartitionSpec(*spec)))
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "k", "n", "num_iters", "init", "spherical", "chunk", "mesh", "reseed_empty", "precision"))
-def _lloyd(key, x, *, k, n, num_iters, init, spherical, chunk, mesh, reseed_empty, precision):
-    """Lloyd on ``x`` [n_pad, D] (rows >= n are padding): (centroids, assign [n_pad], #empty).
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """The points inside ``_lloyd`` (traced arrays and their static layout).
 
-    Layout: the S = |data axis| shards hold L = n_pad / S consecutive rows each, viewed as
-    ``xs`` [S, Lc, D] (each shard's rows padded to Lc = m * chunk), so row ``i`` of ``x`` is
-    ``xs[i // L, i % L]``. Every per-row computation maps over the sharded leading axis.
+    The S = |data axis| shards hold L = ``rows`` = n_pad / S consecutive rows each, viewed as
+    ``xs`` [S, Lc, D] (each shard's rows padded to Lc = ``blocks * chunk``), so row ``i`` of
+    ``x`` is ``xs[i // L, i % L]``; ``valid`` [S, Lc] marks the real rows (not padding). Every
+    per-row computation maps over the sharded leading axis.
     """
-    s_count = mesh.shape[DATA_AXIS] if mesh is not None else 1
-    n_pad, d = x.shape
-    rows = n_pad // s_count
-    m = math.ceil(rows / chunk)
-    rows_c = m * chunk
-    x = x.astype(jnp.float32)
-    xs = x.reshape(s_count, rows, d)
-    if spherical:
-        xs = _normalise(xs)
-    xs = jnp.pad(xs, ((0, 0), (0, rows_c - rows), (0, 0)))
-    xs = _shard(mesh, xs, DATA_AXIS, None, None)
-    shard_id = jnp.arange(s_count)
-    position = jnp.arange(rows_c)
-    valid = (position[None, :] < rows) & (shard_id[:, None] * rows + position[None, :] < n)
-    valid = _shard(mesh, valid, DATA_AXIS, None)
-    weight = valid.astype(jnp.float32)
 
-    def take(idx):
+    xs: jax.Array
+    valid: jax.Array
+    n: int
+    k: int
+    rows: int
+    chunk: int
+    spherical: bool
+    mesh: Mesh | None
+    precision: Any
+
+    @classmethod
+    def lay_out(cls, x: jax.Array, *, n: int, k: int, chunk: int, spherical: bool,
+                mesh: Mesh | None, precision: Any) -> _Rows:
+        """``x`` [n_pad, D] (rows >= n are padding) in the [S, Lc, D] layout, normalised when
+        ``spherical``."""
+        s_count = mesh.shape[DATA_AXIS] if mesh is not None else 1
+        n_pad, d = x.shape
+        rows = n_pad // s_count
+        rows_c = math.ceil(rows / chunk) * chunk
+        xs = x.astype(jnp.float32).reshape(s_count, rows, d)
+        if spherical:
+            xs = _normalise(xs)
+        xs = jnp.pad(xs, ((0, 0), (0, rows_c - rows), (0, 0)))
+        xs = _shard(mesh, xs, DATA_AXIS, None, None)
+        position = jnp.arange(rows_c)
+        valid = ((position[None, :] < rows)
+                 & (jnp.arange(s_count)[:, None] * rows + position[None, :] < n))
+        return cls(xs, _shard(mesh, valid, DATA_AXIS, None), n, k, rows, chunk, spherical, mesh,
+                   precision)
+
+    @property
+    def weight(self) -> jax.Array:
+        return self.valid.astype(jnp.float32)
+
+    def take(self, idx: jax.Array) -> jax.Array:
         """Rows ``x[idx]`` (original row indices): each shard contributes the rows it holds,
         then one sum over shards (a masked local gather and an all-reduce)."""
-        s, j = idx // rows, idx % rows
+        s, j = idx // self.rows, idx % self.rows
 
         def local(xs_s, s_id):
             return jnp.where((s == s_id)[:, None], xs_s[j], 0.0)
 
-        return jnp.sum(jax.vmap(local)(xs, shard_id), axis=0)
+        return jnp.sum(jax.vmap(local)(self.xs, jnp.arange(self.xs.shape[0])), axis=0)
 
-    def nearest(c):
+    def nearest(self, c: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(index [S, Lc], squared distance [S, Lc]) of each row's nearest centroid, one
         [S, chunk, k] score block at a time: the [n, k] matrix is never built."""
+        s_count, rows_c, d = self.xs.shape
         c_sq = jnp.sum(c * c, axis=1)
-        blocks = xs.reshape(s_count, m, chunk, d).swapaxes(0, 1)  # [m, S, chunk, D]
+        blocks = self.xs.reshape(s_count, rows_c // self.chunk, self.chunk, d).swapaxes(0, 1)
 
-        def one(xb):
-            xb = _shard(mesh, xb, DATA_AXIS, None, None)
-            dots = jnp.einsum("scd,kd->sck", xb, c, precision=precision)
+        def one(xb):  # xb: [S, chunk, D]
+            xb = _shard(self.mesh, xb, DATA_AXIS, None, None)
+            dots = jnp.einsum("scd,kd->sck", xb, c, precision=self.precision)
             # Spherical: arg-max cosine. Euclidean: |x - c|^2 = |x|^2 - (2 x.c - |c|^2).
-            score = dots if spherical else 2.0 * dots - c_sq
+            score = dots if self.spherical else 2.0 * dots - c_sq
             idx = jnp.argmax(score, axis=-1)
             best = jnp.max(score, axis=-1)
-            dist = 2.0 - 2.0 * best if spherical else jnp.sum(xb * xb, axis=-1) - best
+            dist = 2.0 - 2.0 * best if self.spherical else jnp.sum(xb * xb, axis=-1) - best
             return idx.astype(jnp.int32), jnp.maximum(dist, 0.0)
 
         idx, dist = jax.lax.map(one, blocks)
-        return (_shard(mesh, idx.swapaxes(0, 1).reshape(s_count, rows_c), DATA_AXIS, None),
-                _shard(mesh, dist.swapaxes(0, 1).reshape(s_count, rows_c), DATA_AXIS, None))
+        return (_shard(self.mesh, idx.swapaxes(0, 1).reshape(s_count, rows_c), DATA_AXIS, None),
+                _shard(self.mesh, dist.swapaxes(0, 1).reshape(s_count, rows_c), DATA_AXIS, None))
 
-    def segment_sums(values, idx):
+    def segment_sums(self, values: jax.Array, idx: jax.Array) -> jax.Array:
         """Per-cluster sums of ``values`` [S, Lc, ...]: each shard sums its rows, then one
         global sum over the shards (an all-reduce of [S, k, ...] partial sums)."""
-        partial = jax.vmap(lambda v, a: jax.ops.segment_sum(v, a, num_segments=k))(values, idx)
+        partial = jax.vmap(lambda v, a: jax.ops.segment_sum(v, a, num_segments=self.k))(values,
+                                                                                       idx)
         return jnp.sum(partial, axis=0)
 
+
+def _kmeans_pp_init(key: jax.Array, pts: _Rows) -> jax.Array:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007), drawn in the original row order."""
+    k0, key = jax.random.split(key)
+    first = pts.take(jax.random.randint(k0, (1,), 0, pts.n))[0]
+    d2 = jnp.where(pts.valid, jnp.sum((pts.xs - first) ** 2, axis=-1), 0.0)
+
+    def seed_step(i, carry):
+        c, d2 = carry
+        flat = d2[:, :pts.rows].reshape(-1)[:pts.n]
+        total = jnp.sum(flat)
+        # Next centre drawn with probability prop. to D(x)^2; if every point already sits
+        # on a centre, uniformly.
+        logits = jnp.where(flat > 0, jnp.log(jnp.maximum(flat, 1e-30)), -jnp.inf)
+        logits = jnp.where(total > 0, logits, 0.0)
+        j = jax.random.categorical(jax.random.fold_in(key, i), logits)
+        ci = pts.take(j[None])[0]
+        d2 = jnp.minimum(d2, jnp.where(pts.valid, jnp.sum((pts.xs - ci) ** 2, axis=-1), 0.0))
+        return c.at[i].set(ci), d2
+
+    c = jnp.zeros((pts.k, pts.xs.shape[-1]), jnp.float32).at[0].set(first)
+    c, _ = jax.lax.fori_loop(1, pts.k, seed_step, (c, d2))
+    return c
+
+
+def _lloyd_step(pts: _Rows, c: jax.Array, reseed_empty: bool) -> jax.Array:
+    """One assignment + update; a cluster left empty is re-seeded on a far point (or keeps
+    ``c``'s centroid without ``reseed_empty``)."""
+    assign, dist = pts.nearest(c)
+    weight = pts.weight
+    sums = pts.segment_sums(pts.xs * weight[..., None], assign)
+    counts = pts.segment_sums(weight, assign)
+    new = _normalise(sums) if pts.spherical else sums / jnp.maximum(counts, 1.0)[:, None]
+    empty = counts == 0
+    if reseed_empty:
+        # The r-th empty cluster takes the r-th farthest point from its centroid (distinct
+        # points, as n >= k); argsort is stable and padding sorts last.
+        rank = jnp.clip(jnp.cumsum(empty) - 1, 0, pts.n - 1)
+        far = jnp.argsort(-jnp.where(pts.valid, dist, -jnp.inf).reshape(-1))[rank]
+        rows_c = pts.xs.shape[1]
+        replacement = pts.take((far // rows_c) * pts.rows + far % rows_c)
+    else:
+        replacement = c
+    return _shard(pts.mesh, jnp.where(empty[:, None], replacement, new))
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "k", "n", "num_iters", "init", "spherical", "chunk", "mesh", "reseed_empty", "precision"))
+def _lloyd(key, x, *, k, n, num_iters, init, spherical, chunk, mesh, reseed_empty, precision):
+    """Lloyd on ``x`` [n_pad, D] (rows >= n are padding): (centroids, assign [n_pad], #empty)."""
+    pts = _Rows.lay_out(x, n=n, k=k, chunk=chunk, spherical=spherical, mesh=mesh,
+                        precision=precision)
     # Initial centroids, drawn in the original row order so that they do not depend on S.
     if init == "k-means++":
-        k0, key = jax.random.split(key)
-        first = take(jax.random.randint(k0, (1,), 0, n))[0]
-        d2 = jnp.where(valid, jnp.sum((xs - first) ** 2, axis=-1), 0.0)
-
-        def seed_step(i, carry):
-            c, d2 = carry
-            flat = d2[:, :rows].reshape(-1)[:n]
-            total = jnp.sum(flat)
-            # Next centre drawn with probability prop. to D(x)^2; if every point already sits
-            # on a centre, uniformly.
-            logits = jnp.where(flat > 0, jnp.log(jnp.maximum(flat, 1e-30)), -jnp.inf)
-            logits = jnp.where(total > 0, logits, 0.0)
-            j = jax.random.categorical(jax.random.fold_in(key, i), logits)
-            ci = take(j[None])[0]
-            d2 = jnp.minimum(d2, jnp.where(valid, jnp.sum((xs - ci) ** 2, axis=-1), 0.0))
-            return c.at[i].set(ci), d2
-
-        c = jnp.zeros((k, d), jnp.float32).at[0].set(first)
-        c, _ = jax.lax.fori_loop(1, k, seed_step, (c, d2))
+        c = _kmeans_pp_init(key, pts)
     else:
-        c = take(jax.random.choice(key, n, (k,), replace=False))
-
-    def step(_, c):
-        assign, dist = nearest(c)
-        sums = segment_sums(xs * weight[..., None], assign)
-        counts = segment_sums(weight, assign)
-        new = _normalise(sums) if spherical else sums / jnp.maximum(counts, 1.0)[:, None]
-        empty = counts == 0
-        if reseed_empty:
-            # The r-th empty cluster takes the r-th farthest point from its centroid (distinct
-            # points, as n >= k); argsort is stable and padding sorts last.
-            rank = jnp.clip(jnp.cumsum(empty) - 1, 0, n - 1)
-            far = jnp.argsort(-jnp.where(valid, dist, -jnp.inf).reshape(-1))[rank]
-            replacement = take((far // rows_c) * rows + far % rows_c)
-        else:
-            replacement = c
-        return _shard(mesh, jnp.where(empty[:, None], replacement, new))
-
-    c = jax.lax.fori_loop(0, num_iters, step, _shard(mesh, c))
-    assign, _ = nearest(c)
-    num_empty = jnp.sum(segment_sums(weight, assign) == 0)
-    assign = _shard(mesh, assign[:, :rows].reshape(-1), DATA_AXIS)
+        c = pts.take(jax.random.choice(key, n, (k,), replace=False))
+    c = jax.lax.fori_loop(0, num_iters, lambda _, c: _lloyd_step(pts, c, reseed_empty),
+                          _shard(mesh, c))
+    assign, _ = pts.nearest(c)
+    num_empty = jnp.sum(pts.segment_sums(pts.weight, assign) == 0)
+    assign = _shard(mesh, assign[:, :pts.rows].reshape(-1), DATA_AXIS)
     return c, assign, num_empty
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import jax
+from jax._src import distributed
 from jax.sharding import NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
@@ -61,8 +62,6 @@ def sync_processes(name: str, timeout_s: float = 900.0) -> None:
     """
     if jax.process_count() == 1:
         return
-    from jax._src import distributed
-
     client = distributed.global_state.client
     if client is None:
         raise RuntimeError(f"sync_processes({name!r}): {jax.process_count()} processes but no "

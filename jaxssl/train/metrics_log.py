@@ -8,6 +8,7 @@ import os
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from jaxssl.output_paths import atomic_write
 
@@ -47,13 +48,12 @@ class MetricsLogger:
             print(f"Dropped {dropped} rows past step {initial_step} from {path} "
                   "(logged after the checkpoint this run resumes from).")
         self._file = open(path, "a", encoding="utf-8")
+        # Lazy on purpose: tensorboardX imports torch when it is installed (~4 s).
         from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
                                  purge_step=initial_step + 1)
         if progress:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
                              dynamic_ncols=True, mininterval=1.0)
 

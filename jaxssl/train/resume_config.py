@@ -34,6 +34,8 @@ from typing import Any
 import ml_collections
 
 from jaxssl.output_paths import atomic_write
+from jaxssl.train.budget import FIRST_PLAN_STEP
+from jaxssl.train.defaults import base_config
 
 SAFE_FIELDS = frozenset({
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.progress",
@@ -99,8 +101,6 @@ def diff_configs(saved: Any, new: Any) -> list[Change]:
     >>> [str(c) for c in diff_configs(a, b)]
     ['optim.lr 0.0005 -> 0.01']
     """
-    from jaxssl.train.defaults import base_config
-
     old, cur, default = flatten(saved), flatten(new), flatten(base_config())
     changes = []
     for name, value in cur.items():
@@ -206,8 +206,6 @@ def resumed_total_steps(restored_total: int, step: int, changes: list[Change],
     if spent_s is None or spent_s >= budget:
         return restored_total, False
     if grown:
-        from jaxssl.train.budget import FIRST_PLAN_STEP
-
         return min(num_steps, max(restored_total, step + FIRST_PLAN_STEP + 1)), True
     return restored_total, True
 

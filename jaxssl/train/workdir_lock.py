@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterator
 
 import jax
+from jax._src import distributed
 
 LOCK_NAME = "train.lock"
 HEARTBEAT_S = 60.0
@@ -191,8 +192,6 @@ def hold_workdir(workdir: str) -> Iterator[None]:
         with WorkdirLock(workdir):
             yield
         return
-    from jax._src import distributed
-
     client = distributed.global_state.client
     key = f"jaxssl_workdir_lock/{next(_CALLS)}/{os.path.abspath(workdir)}"
     lock = WorkdirLock(workdir)

@@ -3,13 +3,13 @@
 import itertools
 
 import chex
+import grain
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from jaxssl.data.checkpoint import iterator_restore_args, iterator_save_args
 from jaxssl.data.config import DataConfig
 from jaxssl.data.pipeline import make_eval_iterator, make_train_iterator
 from jaxssl.data.sources.folder import ImageFolderSource
@@ -115,7 +115,7 @@ def test_resume_through_orbax_gives_the_next_batch(toy_npz, tmp_path):
     with ocp.CheckpointManager(tmp_path / "ckpt", options=options) as mngr:
         state = {"step": np.array(5)}
         mngr.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             data=iterator_save_args(it)))
+                                             data=grain.checkpoint.CheckpointSave(it)))
         mngr.wait_until_finished()
     _take(it, 2)  # keep going: the restore must rewind, not just continue
 
@@ -124,7 +124,7 @@ def test_resume_through_orbax_gives_the_next_batch(toy_npz, tmp_path):
         restored = mngr.restore(
             mngr.latest_step(),
             args=ocp.args.Composite(state=ocp.args.StandardRestore(state),
-                                    data=iterator_restore_args(fresh)),
+                                    data=grain.checkpoint.CheckpointRestore(fresh)),
         )
     assert int(restored.state["step"]) == 5
     chex.assert_trees_all_equal(_take(fresh, 4), reference[5:9])  # crosses into epoch 1

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from jaxssl.data.crops import eval_view
+from jaxssl.data.subset import random_subset
 from jaxssl.eval.cli import main
 from jaxssl.eval.protocols import PROTOCOLS
 from jaxssl.eval.restore import load_pretrained
@@ -54,8 +55,8 @@ def reference_knn_top1(config, state, seed: int) -> float:
 
     def features(split, limit, subset_seed):
         images, labels = read_idx("images", split), read_idx("labels", split)
-        idx = np.sort(np.random.default_rng(subset_seed).choice(len(labels), limit,
-                                                                replace=False))
+        # --train/--test-limit: the seeded uniform subset of jaxssl.data.subset, sorted.
+        idx = np.sort(random_subset(len(labels), limit, seed=subset_seed))
         views = np.stack([eval_view(images[i][..., None], size) for i in idx])
         x = (views.astype(np.float32) / 255.0 - mean) / std
         f = np.asarray(embed(jnp.asarray(x, jnp.float32)), np.float64)

@@ -1,10 +1,9 @@
 """Registries: names, overrides, errors."""
 
-import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxssl.models import BACKBONES, HEADS, create_backbone, create_head
+from jaxssl.models import BACKBONES, create_backbone
 
 EXPECTED_BACKBONES = {
     "resnet18": 512,
@@ -35,28 +34,3 @@ def test_unknown_backbone_lists_valid_names():
         create_backbone("resnet51")
     for name in EXPECTED_BACKBONES:
         assert name in str(info.value)
-
-
-def test_unknown_head_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown head name 'swav'") as info:
-        create_head("swav", num_prototypes=3)
-    for name in ("dino", "carp", "excb_projector", "excb_predictor", "centroids", "msn"):
-        assert name in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "name, kwargs, out_dim",
-    [
-        ("dino", {"num_prototypes": 5, "hidden_dim": 8, "bottleneck_dim": 4}, 5),
-        ("carp", {"num_prototypes": 5, "hidden_dim": 8, "bottleneck_dim": 4}, 5),
-        ("excb_projector", {"hidden_dim": 8, "out_dim": 4}, 4),
-        ("excb_predictor", {"hidden_dim": 8, "out_dim": 4}, 4),
-        ("centroids", {"num_prototypes": 5}, 5),
-        ("msn", {"num_prototypes": 5, "hidden_dim": 8, "out_dim": 4}, 4),
-    ],
-)
-def test_create_head(name, kwargs, out_dim):
-    assert set(HEADS) == {"dino", "carp", "excb_projector", "excb_predictor", "centroids", "msn"}
-    head = create_head(name, **kwargs)
-    out, _ = jax.eval_shape(head.init_with_output, jax.random.key(0), jnp.ones((3, 6)))
-    assert out.shape == (3, out_dim)

@@ -72,29 +72,52 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], np
     return classes, paths, np.asarray(labels, dtype=np.int64)
 
 
-def read_skipping_corrupt(source, index: int, n: int, read: Callable[[int], dict],
-                          exhausted: str) -> dict:
-    """``read(i)`` for the first readable i in index, index + 1, ... (mod n).
+class SkipsCorrupt:
+    """Base of the sources that decode files: the corrupt-item bookkeeping they share.
 
-    Shared by the sources that decode files: a random-access source must return something for
-    every index, so a corrupt item is replaced by the next readable one, recorded once in
-    ``source.corrupt_indices`` (under ``source._lock``, grain reads from threads) with a warning,
-    or re-raised when ``source.skip_corrupt`` is false. ``exhausted`` is the error message when
-    every item is corrupt.
+    A random-access source must return something for every index, so ``read_skipping`` replaces
+    a corrupt item by the next readable one, recording it once in ``corrupt_indices`` (under a
+    lock: grain reads from threads) with a warning, or re-raises when ``skip_corrupt`` is false.
+    The lock is dropped when pickled (grain pickles sources for worker processes) and re-made.
     """
-    for offset in range(n):
-        i = (index + offset) % n
-        try:
-            return read(i)
-        except CorruptImageError as err:
-            if not source.skip_corrupt:
-                raise
-            with source._lock:
-                first_time = i not in source.corrupt_indices
-                source.corrupt_indices.add(i)
-            if first_time:
-                warnings.warn(f"{err}; skipped (using the next readable index).", stacklevel=3)
-    raise CorruptImageError(exhausted)
+
+    def _track_corrupt(self, skip_corrupt: bool) -> None:
+        self.skip_corrupt = skip_corrupt
+        self.corrupt_indices: set[int] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def num_corrupt(self) -> int:
+        """Number of distinct corrupt files met so far (in this process)."""
+        return len(self.corrupt_indices)
+
+    def read_skipping(self, index: int, n: int, read: Callable[[int], dict],
+                      exhausted: str) -> dict:
+        """``read(i)`` for the first readable i in index, index + 1, ... (mod n); ``exhausted``
+        is the error message when every item is corrupt."""
+        for offset in range(n):
+            i = (index + offset) % n
+            try:
+                return read(i)
+            except CorruptImageError as err:
+                if not self.skip_corrupt:
+                    raise
+                with self._lock:
+                    first_time = i not in self.corrupt_indices
+                    self.corrupt_indices.add(i)
+                if first_time:
+                    warnings.warn(f"{err}; skipped (using the next readable index).",
+                                  stacklevel=3)
+        raise CorruptImageError(exhausted)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 def to_rgb_uint8(img: Image.Image) -> np.ndarray:
@@ -141,7 +164,7 @@ def decode_image(path: str) -> np.ndarray:
         raise CorruptImageError(f"cannot decode image {path}: {err}") from err
 
 
-class ImageFolderSource:
+class ImageFolderSource(SkipsCorrupt):
     """Random-access source over ``root/<class>/<image>``: ``{"image": uint8 [H,W,3], "label"}``.
 
     Args:
@@ -162,19 +185,12 @@ class ImageFolderSource:
 
     def __init__(self, root: str | os.PathLike, *, skip_corrupt: bool = True):
         self.root = str(root)
-        self.skip_corrupt = skip_corrupt
+        self._track_corrupt(skip_corrupt)
         self.classes, self._paths, self.labels = scan_image_folder(root)
         self.num_classes = len(self.classes)
-        self.corrupt_indices: set[int] = set()
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._paths)
-
-    @property
-    def num_corrupt(self) -> int:
-        """Number of distinct corrupt files met so far (in this process)."""
-        return len(self.corrupt_indices)
 
     def path(self, index: int) -> str:
         return self._paths[index]
@@ -182,20 +198,10 @@ class ImageFolderSource:
     def __getitem__(self, index: int) -> dict:
         n = len(self._paths)
         # The label is that of the image actually returned, so pairs stay consistent.
-        return read_skipping_corrupt(
-            self, index, n,
+        return self.read_skipping(
+            index, n,
             lambda i: {"image": decode_image(self._paths[i]), "label": int(self.labels[i])},
             f"no readable image in {self.root} ({n} files, all corrupt).")
-
-    # threading.Lock cannot be pickled; grain pickles sources for worker processes.
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ImageFolderSource({self.root!r}, n={len(self)}, classes={self.num_classes})"

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxssl.data.sources.in_memory import InMemorySource
 from jaxssl.output_paths import atomic_write
 
 _DATASETS = ("fashion_mnist", "mnist")
@@ -363,7 +364,7 @@ def load_idx_split(
     return images, labels
 
 
-class IdxSource:
+class IdxSource(InMemorySource):
     """Random-access source over an in-memory IDX split: ``{"image": [28, 28, 1], "label"}``.
 
     A grain ``RandomAccessDataSource`` (``__len__`` / ``__getitem__``, picklable).
@@ -386,12 +387,6 @@ class IdxSource:
         self._images = images[..., None]  # [N, 28, 28, 1]: sources yield HWC.
         self.labels = labels.astype(np.int64)
         self.num_classes = int(self.labels.max()) + 1
-
-    def __len__(self) -> int:
-        return self._images.shape[0]
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": self._images[index], "label": int(self.labels[index])}
 
     def __repr__(self) -> str:
         return f"IdxSource({self.dataset!r}, {self.split!r}, n={len(self)})"

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxssl.data.sources.in_memory import InMemorySource
+
 _FORMAT_HINT = ("arrays 'images' (uint8 [N,H,W] or [N,H,W,C]) and 'labels' (int [N]), written by "
                 "numpy.savez or numpy.savez_compressed")
 
@@ -145,7 +147,7 @@ def split_label_values(template: str, splits: Sequence[str] = ("train", "test")
     return npz_label_values([p for p in paths if os.path.isfile(p)])
 
 
-class NpzSource:
+class NpzSource(InMemorySource):
     """Random-access source over an ``.npz`` file, yielding ``{"image": uint8 HWC, "label": int}``.
 
     Args:
@@ -186,12 +188,6 @@ class NpzSource:
                                  "are not in the dataset's class table.")
         self.labels = np.searchsorted(self.class_values, raw).astype(np.int64)
         self.num_classes = int(self.class_values.size)
-
-    def __len__(self) -> int:
-        return self._images.shape[0]
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": self._images[index], "label": int(self.labels[index])}
 
     def __repr__(self) -> str:
         return f"NpzSource({self.path!r}, n={len(self)}, classes={self.num_classes})"

@@ -13,12 +13,11 @@ yields already-encoded image bytes can prepare without it, as tests/data/test_tf
 from __future__ import annotations
 
 import io
-import threading
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxssl.data.sources.folder import CorruptImageError, read_skipping_corrupt, to_rgb_uint8
+from jaxssl.data.sources.folder import CorruptImageError, SkipsCorrupt, to_rgb_uint8
 
 
 def decode_image_bytes(data, *, name: str) -> np.ndarray:
@@ -57,6 +56,7 @@ def parse_example(record: bytes, keys: tuple[str, ...]) -> dict:
     >>> parse_example(ex.SerializeToString(), ("label",))
     {'label': 7}
     """
+    # Lazy on purpose: tensorflow_datasets takes seconds to import and only TFDS specs need it.
     from tensorflow_datasets.proto import tf_example_pb2
 
     example = tf_example_pb2.Example.FromString(record)
@@ -72,7 +72,7 @@ def parse_example(record: bytes, keys: tuple[str, ...]) -> dict:
     return out
 
 
-class TfdsSource:
+class TfdsSource(SkipsCorrupt):
     """Random-access source over a prepared TFDS dataset: ``{"image": uint8 [H,W,3], "label"}``.
 
     Args:
@@ -95,13 +95,14 @@ class TfdsSource:
         skip_corrupt: bool = True,
     ):
         self.name, self.data_dir = name, data_dir
-        self.image_key, self.label_key, self.skip_corrupt = image_key, label_key, skip_corrupt
+        self.image_key, self.label_key = image_key, label_key
+        self._track_corrupt(skip_corrupt)
         fix = (
             "Fix: prepare it as ArrayRecord (`tfds build NAME --file_format=array_record`, which "
             "needs TensorFlow, on any machine) and point data_dir or TFDS_DATA_DIR at it."
         )
         try:
-            import tensorflow_datasets as tfds
+            import tensorflow_datasets as tfds  # lazy on purpose: slow, needed by TFDS specs only
 
             builder = tfds.builder(name, data_dir=data_dir)
             splits = set(builder.info.splits.keys())
@@ -138,15 +139,9 @@ class TfdsSource:
             ) from err
         self._length = len(self._source)
         self._labels: np.ndarray | None = None
-        self.corrupt_indices: set[int] = set()
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._length
-
-    @property
-    def num_corrupt(self) -> int:
-        return len(self.corrupt_indices)
 
     @property
     def labels(self) -> np.ndarray:
@@ -168,19 +163,12 @@ class TfdsSource:
             image = decode_image_bytes(record[self.image_key], name=f"{self.name}[{i}]")
             return {"image": image, "label": int(record[self.label_key])}
 
-        return read_skipping_corrupt(self, index, self._length, read,
-                                     f"no readable image in TFDS {self.name}/{self.split}.")
+        return self.read_skipping(index, self._length, read,
+                                  f"no readable image in TFDS {self.name}/{self.split}.")
 
-    # The ArrayRecord readers and the lock do not pickle; they are re-created on demand.
+    # The ArrayRecord readers do not pickle; they are re-opened on demand.
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_source"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        return {**super().__getstate__(), "_source": None}
 
     def __repr__(self) -> str:
         return f"TfdsSource({self.name!r}, {self.split!r}, n={len(self)})"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from jaxssl.eval.kmeans import count_empty, kmeans, spherical_kmeans
+from jaxssl.ops.kmeans import count_empty, kmeans, spherical_kmeans
 
 
 def _blobs(seed, k=5, per=40, dim=6):
@@ -82,22 +82,3 @@ def test_errors():
         kmeans(jax.random.key(0), np.zeros((3, 2)), 4)
     with pytest.raises(ValueError, match="init"):
         kmeans(jax.random.key(0), np.zeros((3, 2)), 2, init="forgy")
-
-
-def test_kmeans_cluster_scores_on_separated_directions():
-    from jaxssl.eval.clustering import kmeans_cluster_scores
-
-    rng = np.random.default_rng(7)
-    y = np.repeat(np.arange(4), 15)
-    x = (np.eye(4, 8)[y] * 3.0 + 0.05 * rng.normal(size=(60, 8))).astype(np.float32)
-    s = kmeans_cluster_scores(jax.random.key(0), x, y, num_iters=10)
-    assert s == pytest.approx({"nmi": 1.0, "ari": 1.0, "purity": 1.0, "hungarian_accuracy": 1.0})
-    with pytest.raises(ValueError, match=r"features \(60, 8\), labels \(59,\)"):
-        kmeans_cluster_scores(jax.random.key(0), x, y[:-1])
-
-
-def test_package_exports_resolve():
-    import jaxssl.eval as ev
-
-    for name in ev.__all__:
-        assert callable(getattr(ev, name)) or name == "DEFAULT_THRESHOLDS"
