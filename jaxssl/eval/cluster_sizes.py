@@ -1,7 +1,9 @@
 """Cluster-size diagnostics of a teacher's arg-max assignments (ExCB; docs/methods.md).
 
 The relative size of cluster k over a dataset of N points is r_k = K n_k / N (1 = balanced);
-ExCB reports the fraction of empty clusters (1.6 % vs 74.7 % for DINO) and min / max r_k.
+ExCB reports the fraction of empty clusters (1.6 % vs 74.7 % for DINO) and min / max r_k (the
+training-time ``jaxssl.ops.cluster_sizes.relative_sizes``, here in float64 on dataset counts).
+The teacher confidence is ``jaxssl.ops.confidence.teacher_confidence``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import jax
 import numpy as np
 
 from jaxssl.eval.features import put_on_mesh
+from jaxssl.ops.confidence import teacher_confidence
 
 
 def _as_assignments(x: np.ndarray | jax.Array, name: str) -> np.ndarray:
@@ -59,7 +62,9 @@ def cluster_size_stats_from_counts(counts: np.ndarray) -> dict[str, Any]:
         raise ValueError(f"counts must be [K] with a positive total; got shape {counts.shape}, "
                          f"total {counts.sum()}")
     k, n = counts.shape[0], counts.sum()
-    relative = np.sort(k * counts / n)[::-1]  # r_k = K n_k / N, largest first
+    # r_k = K n_k / N, largest first: ops.cluster_sizes.relative_sizes on the host in float64
+    # (the float32 jax version would break sum_k r_k = K beyond 1e-7 on a dataset's counts).
+    relative = np.sort(k * counts / n)[::-1]
     empty = int(np.sum(counts == 0))
     return {
         "relative_sizes": relative,
@@ -121,10 +126,11 @@ def argmax_agreement(a: np.ndarray | jax.Array, b: np.ndarray | jax.Array) -> fl
 def mean_max_probability(probs: np.ndarray | jax.Array) -> float:
     """Teacher confidence: mean over rows of max_k q_k for probabilities [N, K].
 
+    The checked host-side name of :func:`jaxssl.ops.confidence.teacher_confidence` (float32).
+
     >>> mean_max_probability(np.array([[0.5, 0.5], [1.0, 0.0]]))
     0.75
     """
-    p = np.asarray(probs, np.float64)
-    if p.ndim != 2 or p.shape[0] == 0:
-        raise ValueError(f"probs must be [N, K] with N > 0; got shape {p.shape}")
-    return float(p.max(axis=1).mean())
+    if np.ndim(probs) != 2 or np.shape(probs)[0] == 0:
+        raise ValueError(f"probs must be [N, K] with N > 0; got shape {np.shape(probs)}")
+    return float(teacher_confidence(probs))

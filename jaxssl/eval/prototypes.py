@@ -9,18 +9,15 @@ Everything is chunked over prototype rows: at K = 65536 a K x K float32 matrix w
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl.losses.koleo import count_unique_prototypes
+from jaxssl.losses.koleo import count_unique_prototypes, nearest_candidates
 
 DEFAULT_THRESHOLDS = (1e-1, 1e-2, 1e-3, 1e-4)
-# Cosine candidates re-ranked by exact distance: float32 cosines cannot order distances < ~2e-4.
-_CANDIDATES = 8
 
 
 def _check_prototypes(prototypes) -> np.ndarray:
@@ -47,21 +44,7 @@ def unique_prototype_counts(
             for t in thresholds}
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _nn_candidates(wn, *, chunk_size):
-    k = wn.shape[0]
-    pad = (-k) % chunk_size
-    rows = jnp.pad(wn, ((0, pad), (0, 0))).reshape(-1, chunk_size, wn.shape[1])
-    ids = jnp.arange(k + pad).reshape(-1, chunk_size)
-    num_cand = min(_CANDIDATES, k - 1)
-
-    def one(args):
-        r, i = args
-        sims = jnp.matmul(r, wn.T, precision=jax.lax.Precision.HIGHEST)
-        sims = jnp.where(i[:, None] == jnp.arange(k)[None, :], -jnp.inf, sims)  # not itself
-        return jax.lax.top_k(sims, num_cand)[1]
-
-    return jax.lax.map(one, (rows, ids)).reshape(k + pad, num_cand)[:k]
+_candidates = jax.jit(nearest_candidates, static_argnames=("num_candidates", "chunk_size"))
 
 
 def nearest_neighbour_distances(
@@ -80,7 +63,9 @@ def nearest_neighbour_distances(
     w = _check_prototypes(prototypes).astype(np.float64)
     wn = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
     chunk = max(1, min(int(chunk_size), wn.shape[0]))
-    cand = np.asarray(_nn_candidates(jnp.asarray(wn, jnp.float32), chunk_size=chunk))
+    # Cosine candidates (koleo's search, 8 per row) re-ranked by exact distance: float32 cosines
+    # cannot order distances < ~2e-4.
+    cand = np.asarray(_candidates(jnp.asarray(wn, jnp.float32), chunk_size=chunk))
     out = np.empty(wn.shape[0])
     for lo in range(0, wn.shape[0], chunk):  # host memory O(chunk * candidates * D)
         diff = wn[lo:lo + chunk, None, :] - wn[cand[lo:lo + chunk]]

@@ -1,4 +1,4 @@
-"""Loss and balancing functions of jaxssl: the public contract of shared/API.md.
+"""Loss and balancing functions of jaxssl: the public contract of docs/api.md.
 
 Pure, jit-able functions; view axis first (``[V, B, K]``); float32 inside; teacher-side inputs
 under ``stop_gradient``; every batch statistic takes ``axis_name`` for ``jax.shard_map``.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 
 
@@ -59,3 +60,20 @@ def require_min_views(name: str, x, minimum: int) -> None:
         raise ValueError(
             f"{name} needs at least {minimum} views on axis 0, got shape {tuple(jnp.shape(x))}."
         )
+
+
+def is_traced(value) -> bool:
+    """True for a value traced under ``jax.jit`` (e.g. a scheduled temperature or momentum)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def require_positive_unless_traced(name: str, value) -> None:
+    """:func:`require_positive`, skipped for a traced scalar (a schedule inside ``jit``)."""
+    if not is_traced(value):
+        require_positive(name, float(value))
+
+
+def require_in_range_unless_traced(name: str, value, low: float, high: float) -> None:
+    """:func:`require_in_range`, skipped for a traced scalar (a schedule inside ``jit``)."""
+    if not is_traced(value):
+        require_in_range(name, float(value), low, high)

@@ -3,7 +3,7 @@
 Each step the K prototypes are cut into random blocks of N_B; the softmax is taken within each
 block (no temperature anywhere), and the student is asked to put the same mass on the same
 prototype as the EMA teacher's view of a DIFFERENT crop, block by block. A KL-to-uniform term on
-the mean block distribution keeps every prototype in use. Maths: shared/METHODS.md section 4.
+the mean block distribution keeps every prototype in use. Maths and decisions: docs/methods.md.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.losses import _checks
-
-
-def _global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
-    """Sums ``x`` over the devices of ``axis_name`` so batch means are global."""
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
+from jaxssl.ops.collectives import global_sum
+from jaxssl.ops.confidence import teacher_confidence
 
 
 def _static_int(name: str, value) -> int:
@@ -134,6 +131,36 @@ def _block_overlaps_bwd(residuals, cotangents):
 _block_overlaps.defvjp(_block_overlaps_fwd, _block_overlaps_bwd)
 
 
+def _check_carp_inputs(student_logits, teacher_logits, partition, entropy_weight,
+                       mean_block_probs) -> None:
+    """Trace-time checks of :func:`carp_loss`: ranks, shared B and K, views, the partition."""
+    _checks.require_rank("student_logits", student_logits, 3, "[S, B, K]")
+    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
+    _checks.require_rank("partition", partition, 2, "[K / N_B, N_B]")
+    names = ("student_logits", "teacher_logits")
+    arrays = (student_logits, teacher_logits)
+    _checks.require_same_dims(names, arrays, (1, 1), "The batch size B (axis 1)")
+    _checks.require_same_dims(names, arrays, (2, 2), "The number of prototypes K (axis 2)")
+    num_teacher, _, num_prototypes = jnp.shape(teacher_logits)
+    _checks.require_min_views("teacher_logits", teacher_logits, 1)
+    _checks.require_min_views("student_logits", student_logits, max(num_teacher, 2))
+    num_blocks, block_size = jnp.shape(partition)
+    if num_blocks * block_size != num_prototypes:
+        raise ValueError(
+            f"partition must cover the K={num_prototypes} prototypes of student_logits and "
+            f"teacher_logits exactly once ([K / N_B, N_B] blocks), got shape "
+            f"{(num_blocks, block_size)}."
+        )
+    if not jnp.issubdtype(jnp.result_type(partition), jnp.integer):
+        raise ValueError(
+            f"partition must hold integer indices, got dtype {jnp.result_type(partition)}."
+        )
+    _checks.require_in_range_unless_traced("entropy_weight", entropy_weight, 0.0, float("inf"))
+    if mean_block_probs is not None:
+        _checks.require_shape("mean_block_probs", mean_block_probs, (num_blocks, block_size),
+                              "[K / N_B, N_B], the partition's shape")
+
+
 def carp_loss(
     student_logits: jax.Array,
     teacher_logits: jax.Array,
@@ -196,33 +223,11 @@ def carp_loss(
     >>> print(round(float(aux["consistency"]), 4), round(float(aux["entropy"]), 4))  # log 4, 0
     1.3863 0.0
     """
-    _checks.require_rank("student_logits", student_logits, 3, "[S, B, K]")
-    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
-    _checks.require_rank("partition", partition, 2, "[K / N_B, N_B]")
-    names = ("student_logits", "teacher_logits")
-    arrays = (student_logits, teacher_logits)
-    _checks.require_same_dims(names, arrays, (1, 1), "The batch size B (axis 1)")
-    _checks.require_same_dims(names, arrays, (2, 2), "The number of prototypes K (axis 2)")
-    num_teacher, batch, num_prototypes = jnp.shape(teacher_logits)
+    _check_carp_inputs(student_logits, teacher_logits, partition, entropy_weight,
+                       mean_block_probs)
+    num_teacher, batch, _ = jnp.shape(teacher_logits)
     num_student = jnp.shape(student_logits)[0]
-    _checks.require_min_views("teacher_logits", teacher_logits, 1)
-    _checks.require_min_views("student_logits", student_logits, max(num_teacher, 2))
     num_blocks, block_size = jnp.shape(partition)
-    if num_blocks * block_size != num_prototypes:
-        raise ValueError(
-            f"partition must cover the K={num_prototypes} prototypes of student_logits and "
-            f"teacher_logits exactly once ([K / N_B, N_B] blocks), got shape "
-            f"{(num_blocks, block_size)}."
-        )
-    if not jnp.issubdtype(jnp.result_type(partition), jnp.integer):
-        raise ValueError(
-            f"partition must hold integer indices, got dtype {jnp.result_type(partition)}."
-        )
-    if not isinstance(entropy_weight, jax.core.Tracer):
-        _checks.require_in_range("entropy_weight", entropy_weight, 0.0, float("inf"))
-    if mean_block_probs is not None:
-        _checks.require_shape("mean_block_probs", mean_block_probs, (num_blocks, block_size),
-                              "[K / N_B, N_B], the partition's shape")
 
     flat_partition = partition.reshape(-1)
 
@@ -243,13 +248,13 @@ def carp_loss(
     # Student view i < T is teacher view i's crop: those pairs are excluded.
     cross_view = jnp.arange(num_student)[:, None] != jnp.arange(num_teacher)[None, :]  # [S, T]
     num_pairs = num_teacher * (num_student - 1)
-    global_batch = _global_sum(jnp.float32(batch), axis_name)
+    global_batch = global_sum(jnp.float32(batch), axis_name)
     consistency_sum = jnp.sum(jnp.where(cross_view[:, :, None, None], pair_loss, 0.0))
-    consistency = _global_sum(consistency_sum, axis_name) / (num_pairs * global_batch * num_blocks)
+    consistency = global_sum(consistency_sum, axis_name) / (num_pairs * global_batch * num_blocks)
 
     # Uniformity: KL(p_bar_n || U(N_B)) with p_bar_n over all views and the global batch.
     block_mass = student_mass + jnp.sum(q, axis=(0, 1))  # [NB, N_B]
-    local_p_bar = _global_sum(block_mass, axis_name) / ((num_student + num_teacher) * global_batch)
+    local_p_bar = global_sum(block_mass, axis_name) / ((num_student + num_teacher) * global_batch)
     p_bar = local_p_bar
     if mean_block_probs is not None:
         # The larger batch's p_bar in value, this batch's in gradient: exact linearisation of L_e.
@@ -273,12 +278,11 @@ def carp_loss(
         "mean_block_probs": jax.lax.stop_gradient(local_p_bar),
         "consistency": consistency,
         "entropy": entropy,
-        "agreement": _global_sum(jnp.sum((matches & same_crop).astype(jnp.float32)), axis_name)
+        "agreement": global_sum(jnp.sum((matches & same_crop).astype(jnp.float32)), axis_name)
         / (num_teacher * cells),
-        "cross_view_agreement": _global_sum(
+        "cross_view_agreement": global_sum(
             jnp.sum((matches & ~same_crop).astype(jnp.float32)), axis_name
         ) / (num_pairs * cells),
-        "mean_max_prob": _global_sum(jnp.sum(jnp.max(q, axis=-1)), axis_name)
-        / (num_teacher * cells),
+        "mean_max_prob": teacher_confidence(q, axis_name),
     }
     return loss, aux

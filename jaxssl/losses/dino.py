@@ -7,8 +7,8 @@ cross-entropy ``H(P_t, P_s) = -sum_k P_t log P_s`` averaged over every (teacher 
 pair of different views and over the batch. The centre follows eq. (4):
 ``c <- m c + (1 - m) mean(g_t)``.
 
-Layouts follow shared/API.md: views first, ``[V, B, K]``; student view ``i < T`` is the same crop as
-teacher view ``i``, so those pairs are skipped.
+Layouts follow the public loss contract (docs/api.md): views first, ``[V, B, K]``; student view
+``i < T`` is the same crop as teacher view ``i``, so those pairs are skipped.
 """
 
 from __future__ import annotations
@@ -17,18 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.losses import _checks
-
-
-def _require_positive_scalar(name: str, value) -> None:
-    """Checks a temperature unless it is traced (a scheduled value inside ``jit``)."""
-    if not isinstance(value, jax.core.Tracer):
-        _checks.require_positive(name, float(value))
-
-
-def _require_momentum(value) -> None:
-    """Checks ``momentum`` lies in [0, 1] unless it is traced (a scheduled value inside ``jit``)."""
-    if not isinstance(value, jax.core.Tracer):
-        _checks.require_in_range("momentum", float(value), 0.0, 1.0)
+from jaxssl.ops.collectives import global_row_mean, global_sum
+from jaxssl.ops.ema import ema
 
 
 def _teacher_probs(teacher_logits: jax.Array, center: jax.Array, teacher_temp) -> jax.Array:
@@ -113,12 +103,8 @@ def _global_sum_and_count(
     Reducing the sum and the count separately makes the mean the concatenated-batch mean even
     when devices hold different batch sizes.
     """
-    total = jnp.sum(per_example)
     count = jnp.asarray(batch_size, jnp.float32)
-    if axis_name is not None:
-        total = jax.lax.psum(total, axis_name)
-        count = jax.lax.psum(count, axis_name)
-    return total, count
+    return global_sum(jnp.sum(per_example), axis_name), global_sum(count, axis_name)
 
 
 def dino_loss(
@@ -178,8 +164,8 @@ def dino_loss(
     _checks.require_min_views("teacher_logits", teacher_logits, 1)
     # S >= T so student view i < T exists for every teacher view, and S >= 2 so a pair exists.
     _checks.require_min_views("student_logits", student_logits, max(num_teacher, 2))
-    _require_positive_scalar("student_temp", student_temp)
-    _require_positive_scalar("teacher_temp", teacher_temp)
+    _checks.require_positive_unless_traced("student_temp", student_temp)
+    _checks.require_positive_unless_traced("teacher_temp", teacher_temp)
 
     num_student, batch = jnp.shape(student_logits)[:2]
     q = _teacher_probs(teacher_logits, center, teacher_temp)  # [T, B, K]
@@ -205,7 +191,9 @@ def update_center(
     """DINO centre EMA (Caron et al. 2021, eq. (4)): ``c <- m c + (1 - m) mean_{t,b} g_t``.
 
     The mean runs over the teacher views and the (global, with ``axis_name``) batch. Call it after
-    the loss of the same step. No gradient flows through it.
+    the loss of the same step. No gradient flows through it. The batch mean is
+    :func:`jaxssl.ops.collectives.global_row_mean` (any ``[..., K]`` layout) and the average
+    :func:`jaxssl.ops.ema.ema`, the pieces :func:`update_patch_center` shares.
 
     Args:
       center: ``[K]`` current centre.
@@ -222,18 +210,21 @@ def update_center(
       >>> print(update_center(jnp.zeros(2), t, momentum=0.5))
       [1. 2.]
     """
+    return _center_ema(center, teacher_logits, "teacher_logits", "[T, B, K]",
+                       momentum=momentum, axis_name=axis_name)
+
+
+def _center_ema(center: jax.Array, logits: jax.Array, logits_name: str, layout: str, *,
+                momentum, axis_name: str | None) -> jax.Array:
+    """Checked ``ema(center, global_row_mean(logits), momentum)`` for a ``layout`` ending in K.
+
+    The one centre update behind :func:`update_center` (``[T, B, K]``) and iBOT's
+    ``update_patch_center`` (``[G, B, N, K]``); ``logits_name`` and ``layout`` name the input in
+    errors.
+    """
     _checks.require_rank("center", center, 1, "[K]")
-    _checks.require_rank("teacher_logits", teacher_logits, 3, "[T, B, K]")
-    _checks.require_same_dims(
-        ("teacher_logits", "center"), (teacher_logits, center), (2, 0), "number of prototypes K"
-    )
-    _require_momentum(momentum)
-    num_teacher, batch = jnp.shape(teacher_logits)[:2]
-    t = jax.lax.stop_gradient(jnp.asarray(teacher_logits, jnp.float32))
-    total = jnp.sum(t, axis=(0, 1))  # [K]
-    count = jnp.asarray(num_teacher * batch, jnp.float32)
-    if axis_name is not None:
-        total = jax.lax.psum(total, axis_name)
-        count = jax.lax.psum(count, axis_name)
-    c = jax.lax.stop_gradient(jnp.asarray(center, jnp.float32))
-    return momentum * c + (1.0 - momentum) * (total / count)
+    _checks.require_rank(logits_name, logits, layout.count(",") + 1, layout)
+    _checks.require_same_dims((logits_name, "center"), (logits, center), (-1, 0),
+                              "number of prototypes K")
+    _checks.require_in_range_unless_traced("momentum", momentum, 0.0, 1.0)
+    return ema(center, global_row_mean(jax.lax.stop_gradient(logits), axis_name), momentum)

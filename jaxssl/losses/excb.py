@@ -16,26 +16,15 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.losses import _checks
-
-
-def _check_static(check, name: str, value, *bounds) -> None:
-    """Runs a scalar check unless ``value`` is traced (a schedule computed inside ``jit``)."""
-    if not isinstance(value, jax.core.Tracer):
-        check(name, value, *bounds)
-
-
-def _global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
-    """Sums ``x`` over the devices of ``axis_name`` so batch statistics are global."""
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
-
-
-def _relative_sizes(cluster_sizes: jax.Array) -> jax.Array:
-    """r_k = K c_k / sum_j c_j: 1 for a cluster of the fair size 1/K, 0 for an empty one."""
-    num_clusters = cluster_sizes.shape[-1]
-    # An all-zero size vector would divide 0 by 0; dividing by 1 instead makes it "every cluster
-    # empty" (r = 0) with a finite gradient (a tiny floor would overflow the gradient).
-    total = jnp.sum(cluster_sizes)
-    return num_clusters * cluster_sizes / jnp.where(total > 0, total, 1.0)
+from jaxssl.ops.cluster_sizes import (
+    EMPTY_RELATIVE_SIZE,
+    assignment_fractions,
+    cluster_size_diagnostics,
+    relative_sizes,
+)
+from jaxssl.ops.collectives import global_sum
+from jaxssl.ops.confidence import teacher_confidence
+from jaxssl.ops.ema import ema
 
 
 def _check_sizes(similarities, cluster_sizes, similarities_name: str) -> None:
@@ -84,9 +73,9 @@ def balance_similarities(
     [[ 0.75    0.5    -0.3333 -0.5   ]]
     """
     _check_sizes(similarities, cluster_sizes, "similarities")
-    _check_static(_checks.require_in_range, "boost", boost, 1.0, float("inf"))
+    _checks.require_in_range_unless_traced("boost", boost, 1.0, float("inf"))
     z = jnp.asarray(similarities, jnp.float32)
-    r = _relative_sizes(jnp.asarray(cluster_sizes, jnp.float32))
+    r = relative_sizes(cluster_sizes)
     # Eq. 10, r < 1: shift z to [0, 2] around 1, shrink the distance to 1 by r.
     undersized = 1.0 - (1.0 - z) * r
     # Eq. 10, r > 1: shift z to [0, 2] around -1, shrink it by 1 / r. The denominator is only
@@ -102,14 +91,6 @@ def balance_similarities(
     return jnp.clip(balanced, -1.0, 1.0)
 
 
-def _assignment_fractions(labels: jax.Array, num_clusters: int, axis_name: str | None):
-    """Paper Eq. 8: the fraction of (global) rows whose hard assignment is each cluster."""
-    counts = jnp.zeros((num_clusters,), jnp.float32).at[labels.reshape(-1)].add(1.0)
-    counts = _global_sum(counts, axis_name)
-    # Every row lands in exactly one cluster, so the counts sum to the global number of rows.
-    return counts / jnp.sum(counts)
-
-
 def update_cluster_sizes(
     cluster_sizes: jax.Array,
     balanced_similarities: jax.Array,
@@ -121,7 +102,9 @@ def update_cluster_sizes(
 
     f_k is the fraction of rows (over every leading axis of ``balanced_similarities`` and, with
     ``axis_name``, over all devices) whose arg-max is k; the result is m c + (1 - m) f. A simplex
-    input stays on the simplex.
+    input stays on the simplex. The pieces are :func:`jaxssl.ops.cluster_sizes.assignment_fractions`
+    (Eq. 8) and :func:`jaxssl.ops.ema.ema` (Eq. 9), which the ExCB method also calls once per
+    optimiser step.
 
     Args:
       cluster_sizes: ``[K]`` current sizes.
@@ -140,11 +123,11 @@ def update_cluster_sizes(
     [0.625 0.125 0.125 0.125]
     """
     _check_sizes(balanced_similarities, cluster_sizes, "balanced_similarities")
-    _check_static(_checks.require_in_range, "momentum", momentum, 0.0, 1.0)
-    sizes = jax.lax.stop_gradient(jnp.asarray(cluster_sizes, jnp.float32))
+    _checks.require_in_range_unless_traced("momentum", momentum, 0.0, 1.0)
     labels = jnp.argmax(jnp.asarray(balanced_similarities, jnp.float32), axis=-1)
-    fractions = _assignment_fractions(labels, sizes.shape[0], axis_name)
-    return momentum * sizes + (1.0 - momentum) * fractions
+    # Eq. 8 (the batch statistic), then Eq. 9 (its EMA).
+    fractions = assignment_fractions(labels, jnp.shape(cluster_sizes)[0], axis_name)
+    return ema(cluster_sizes, fractions, momentum)
 
 
 PAIRINGS = ("paper", "released")
@@ -152,7 +135,7 @@ PAIRINGS = ("paper", "released")
 
 def _check_loss_inputs(direct_sims, predictor_sims, teacher_sims, cluster_sizes, pairing: str
                        ) -> None:
-    """Trace-time checks of :func:`excb_loss`: ranks, shared B and K, and the view counts."""
+    """Trace-time checks of :func:`excb_loss`'s arrays: ranks, shared B and K, the view counts."""
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}.")
     _checks.require_rank("direct_sims", direct_sims, 3, "[V, B, K]")
@@ -202,7 +185,7 @@ def excb_loss(
     boost: float = 1.01,
     momentum: float = 0.999,
     pairing: str = "paper",
-    empty_threshold: float = 0.01,
+    empty_threshold: float = EMPTY_RELATIVE_SIZE,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ExCB cross-entropy between balanced teacher targets and student predictions (paper Eq. 7).
@@ -248,9 +231,10 @@ def excb_loss(
       momentum: EMA momentum of :func:`update_cluster_sizes`, in [0, 1].
       pairing: ``"paper"`` or ``"released"``, the pairs and weights above.
       empty_threshold: a cluster counts as empty in ``aux["empty_fraction"]`` when its updated
-        relative size K c_k / sum_j c_j is below this. With m = 0.999 a cluster of fair size
-        falls below 0.01 only after about 4,600 steps without a single assignment; a per-batch
-        count would be useless because a batch holds far fewer rows than K.
+        relative size K c_k / sum_j c_j is below this (default
+        ``jaxssl.ops.cluster_sizes.EMPTY_RELATIVE_SIZE`` = 0.01). With m = 0.999 a cluster of
+        fair size falls below 0.01 only after about 4,600 steps without a single assignment; a
+        per-batch count would be useless because a batch holds far fewer rows than K.
       axis_name: mapped batch axis (inside ``jax.shard_map``); every mean and count is global.
 
     Returns:
@@ -283,13 +267,12 @@ def excb_loss(
     (8,) 1.0
     """
     _check_loss_inputs(direct_sims, predictor_sims, teacher_sims, cluster_sizes, pairing)
-    _check_static(_checks.require_positive, "student_temp", student_temp)
-    _check_static(_checks.require_positive, "teacher_temp", teacher_temp)
-    _check_static(_checks.require_in_range, "boost", boost, 1.0, float("inf"))
-    _check_static(_checks.require_in_range, "momentum", momentum, 0.0, 1.0)
+    _checks.require_positive_unless_traced("student_temp", student_temp)
+    _checks.require_positive_unless_traced("teacher_temp", teacher_temp)
+    _checks.require_in_range_unless_traced("boost", boost, 1.0, float("inf"))
+    _checks.require_in_range_unless_traced("momentum", momentum, 0.0, 1.0)
 
     num_global = jnp.shape(teacher_sims)[0]
-    num_views, batch, num_clusters = jnp.shape(predictor_sims)
     teacher = jax.lax.stop_gradient(jnp.asarray(teacher_sims, jnp.float32))
     sizes = jax.lax.stop_gradient(jnp.asarray(cluster_sizes, jnp.float32))
     # The released pairing uses the global views' direct projections only; drop local rows
@@ -299,6 +282,40 @@ def excb_loss(
     # Eqs. 4 and 6: balanced, sharpened teacher targets.
     balanced = balance_similarities(teacher, sizes, boost=boost)
     q = jax.nn.softmax(balanced / teacher_temp, axis=-1)
+    loss, direct_ce, predictor_ce, global_batch = _pair_cross_entropies(
+        q, direct, predictor_sims, student_temp, pairing, axis_name)
+
+    # Eqs. 8-9 with the arg-max of q (= of the balanced, boosted similarities).
+    labels = jnp.argmax(balanced, axis=-1)
+    new_sizes = ema(sizes, assignment_fractions(labels, jnp.shape(sizes)[0], axis_name), momentum)
+    changed = jnp.sum((labels != jnp.argmax(teacher, axis=-1)).astype(jnp.float32))
+    aux = {
+        "cluster_sizes": new_sizes,
+        "direct_ce": direct_ce,
+        "predictor_ce": predictor_ce,
+        "teacher_confidence": teacher_confidence(q, axis_name),  # Eq. 11
+        **cluster_size_diagnostics(new_sizes, empty_threshold),
+        "label_change_fraction": global_sum(changed, axis_name) / (num_global * global_batch),
+    }
+    if num_global >= 2:
+        # Eq. 12 over ordered pairs of distinct global views, as a fraction.
+        other_view = ~jnp.eye(num_global, dtype=bool)
+        same = (labels[:, None, :] == labels[None, :, :]) & other_view[:, :, None]
+        aux["view_agreement"] = global_sum(jnp.sum(same.astype(jnp.float32)), axis_name) / (
+            num_global * (num_global - 1) * global_batch
+        )
+    return loss, aux
+
+
+def _pair_cross_entropies(q, direct, predictor_sims, student_temp, pairing: str,
+                          axis_name: str | None):
+    """Eqs. 5 and 7: ``(loss, direct_ce, predictor_ce, global_batch)`` of :func:`excb_loss`.
+
+    ``q`` is ``[G, B, K]`` (constant teacher targets), ``direct`` ``[V or G, B, K]`` and
+    ``predictor_sims`` ``[V, B, K]`` student similarities; the pairs and weights are ``pairing``'s.
+    """
+    num_global, batch = jnp.shape(q)[:2]
+    num_views = jnp.shape(predictor_sims)[0]
     # Eq. 5: student predictions of the direct projections and of the predictor outputs.
     log_p_direct = jax.nn.log_softmax(jnp.asarray(direct, jnp.float32) / student_temp, -1)
     log_p_pred = jax.nn.log_softmax(jnp.asarray(predictor_sims, jnp.float32) / student_temp, -1)
@@ -309,9 +326,9 @@ def excb_loss(
     highest = jax.lax.Precision.HIGHEST
     ce_direct = -jnp.einsum("tbk,sbk->ts", q, log_p_direct, precision=highest)
     ce_pred = -jnp.einsum("tbk,vbk->tv", q, log_p_pred, precision=highest)
-    ce_direct = _global_sum(ce_direct, axis_name)
-    ce_pred = _global_sum(ce_pred, axis_name)
-    global_batch = _global_sum(jnp.float32(batch), axis_name)
+    ce_direct = global_sum(ce_direct, axis_name)
+    ce_pred = global_sum(ce_pred, axis_name)
+    global_batch = global_sum(jnp.float32(batch), axis_name)
 
     # Eq. 7 / Algorithm 1: a teacher view is never paired with its own crop's direct projection
     # (student view t is teacher view t's crop).
@@ -329,33 +346,4 @@ def excb_loss(
         loss = num_global * (0.5 * direct_ce + 0.5 * predictor_ce)
     else:
         loss = (direct_sum + pred_sum) / ((num_direct + num_pred) * global_batch)
-
-    # Eqs. 8-9 with the arg-max of q (= of the balanced, boosted similarities).
-    labels = jnp.argmax(balanced, axis=-1)
-    fractions = _assignment_fractions(labels, num_clusters, axis_name)
-    new_sizes = momentum * sizes + (1.0 - momentum) * fractions
-    relative = _relative_sizes(new_sizes)
-
-    teacher_rows = num_global * global_batch
-    raw_labels = jnp.argmax(teacher, axis=-1)
-    aux = {
-        "cluster_sizes": new_sizes,
-        "direct_ce": direct_ce,
-        "predictor_ce": predictor_ce,
-        # Eq. 11.
-        "teacher_confidence": _global_sum(jnp.sum(jnp.max(q, axis=-1)), axis_name) / teacher_rows,
-        "min_relative_size": jnp.min(relative),
-        "max_relative_size": jnp.max(relative),
-        "empty_fraction": jnp.mean((relative < empty_threshold).astype(jnp.float32)),
-        "label_change_fraction": _global_sum(
-            jnp.sum((labels != raw_labels).astype(jnp.float32)), axis_name
-        ) / teacher_rows,
-    }
-    if num_global >= 2:
-        # Eq. 12 over ordered pairs of distinct global views, as a fraction.
-        other_view = ~jnp.eye(num_global, dtype=bool)
-        same = (labels[:, None, :] == labels[None, :, :]) & other_view[:, :, None]
-        aux["view_agreement"] = _global_sum(jnp.sum(same.astype(jnp.float32)), axis_name) / (
-            num_global * (num_global - 1) * global_batch
-        )
-    return loss, aux
+    return loss, direct_ce, predictor_ce, global_batch

@@ -19,10 +19,9 @@ import jax.numpy as jnp
 
 from jaxssl.losses import _checks
 from jaxssl.losses.dino import (
+    _center_ema,
     _global_sum_and_count,
     _paired_cross_entropy,
-    _require_momentum,
-    _require_positive_scalar,
     _teacher_probs,
 )
 
@@ -79,8 +78,8 @@ def ibot_patch_loss(
         ("student_patch_logits", "center"), (student_patch_logits, center), (3, 0),
         "number of prototypes K",
     )
-    _require_positive_scalar("student_temp", student_temp)
-    _require_positive_scalar("teacher_temp", teacher_temp)
+    _checks.require_positive_unless_traced("student_temp", student_temp)
+    _checks.require_positive_unless_traced("teacher_temp", teacher_temp)
 
     num_views, batch, num_patches, num_prototypes = jnp.shape(student_patch_logits)
     rows = num_views * batch * num_patches
@@ -110,7 +109,8 @@ def update_patch_center(
 ) -> jax.Array:
     """iBOT patch-centre EMA: ``c <- m c + (1 - m) mean_{g,b,n} teacher_patch_logits``.
 
-    The same rule as DINO's eq. (4), with the mean over views, the (global) batch and all patches.
+    The same rule as DINO's eq. (4), with the mean over views, the (global) batch and all patches:
+    one centre update (``jaxssl.losses.dino._center_ema``) serves both layouts.
 
     Args:
       center: ``[K]`` current patch centre.
@@ -127,19 +127,5 @@ def update_patch_center(
       >>> print(update_patch_center(jnp.ones(2), t, momentum=0.5))
       [1.5 1.5]
     """
-    _checks.require_rank("center", center, 1, "[K]")
-    _checks.require_rank("teacher_patch_logits", teacher_patch_logits, 4, "[G, B, N, K]")
-    _checks.require_same_dims(
-        ("teacher_patch_logits", "center"), (teacher_patch_logits, center), (3, 0),
-        "number of prototypes K",
-    )
-    _require_momentum(momentum)
-    num_views, batch, num_patches = jnp.shape(teacher_patch_logits)[:3]
-    t = jax.lax.stop_gradient(jnp.asarray(teacher_patch_logits, jnp.float32))
-    total = jnp.sum(t, axis=(0, 1, 2))
-    count = jnp.asarray(num_views * batch * num_patches, jnp.float32)
-    if axis_name is not None:
-        total = jax.lax.psum(total, axis_name)
-        count = jax.lax.psum(count, axis_name)
-    c = jax.lax.stop_gradient(jnp.asarray(center, jnp.float32))
-    return momentum * c + (1.0 - momentum) * (total / count)
+    return _center_ema(center, teacher_patch_logits, "teacher_patch_logits", "[G, B, N, K]",
+                       momentum=momentum, axis_name=axis_name)

@@ -27,21 +27,15 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from jaxssl.losses import _checks
+from jaxssl.ops.normalize import l2_normalize
 
 # Cosine candidates re-ranked by exact distance; covers ties at float32 cosine resolution.
 _NUM_CANDIDATES = 8
 # Pairs checked at once on the host by count_unique_prototypes (bounds its host memory).
 _PAIRS_PER_BATCH = 1 << 20
-# Rows below this squared norm have no direction: _normalize_rows cannot bring them to unit
+# Rows below this squared norm have no direction: l2_normalize cannot bring them to unit
 # length (it divides by max(|x|, 1e-12)), so count_unique_prototypes treats them as zero vectors.
 _ZERO_ROW_SQ_NORM = 1e-24
-
-
-def _normalize_rows(x: jax.Array) -> jax.Array:
-    """``x / max(|x|, 1e-12)`` row-wise in float32: zero rows stay zero, with finite gradient."""
-    x = jnp.asarray(x, jnp.float32)
-    sq_norm = jnp.sum(x * x, axis=-1, keepdims=True)
-    return x * jax.lax.rsqrt(jnp.maximum(sq_norm, 1e-24))
 
 
 def _safe_norm(v: jax.Array) -> jax.Array:
@@ -57,31 +51,59 @@ def _check_chunk_size(chunk_size: int | None) -> None:
         _checks.require_positive("chunk_size", chunk_size)
 
 
-def _nearest_neighbours(xn: jax.Array, chunk_size: int | None) -> jax.Array:
-    """Index of each row's nearest other row, ``[N]`` int32, memory ``O(chunk_size * N)``."""
+def _cosine_candidates(rows: jax.Array, row_ids: jax.Array, xn: jax.Array, k: int) -> jax.Array:
+    """``[c, k]`` indices of the k largest cosines of each row to the other rows of ``xn``."""
+    sims = jnp.dot(rows, xn.T, precision=jax.lax.Precision.HIGHEST)  # [c, N]
+    # The point itself is not its own neighbour (mask the diagonal).
+    sims = jnp.where(row_ids[:, None] == jnp.arange(xn.shape[0])[None, :], -jnp.inf, sims)
+    return jax.lax.top_k(sims, k)[1]
+
+
+def _map_row_chunks(search, xn: jax.Array, chunk_size: int | None) -> jax.Array:
+    """``search(rows, row_ids)`` over chunks of ``chunk_size`` rows of ``xn`` (all at once if
+    None), results concatenated along the rows: memory ``O(chunk_size * N)``."""
     n = xn.shape[0]
-    k = min(_NUM_CANDIDATES, n - 1)
-    columns = jnp.arange(n)
-
-    def search(rows: jax.Array, row_ids: jax.Array) -> jax.Array:
-        sims = jnp.dot(rows, xn.T, precision=jax.lax.Precision.HIGHEST)  # [c, N]
-        # The point itself is not its own neighbour (mask the diagonal).
-        sims = jnp.where(row_ids[:, None] == columns[None, :], -jnp.inf, sims)
-        _, cand = jax.lax.top_k(sims, k)  # [c, k]
-        # Re-rank the candidates by the directly computed distance.
-        sq_dist = jnp.sum(jnp.square(rows[:, None, :] - xn[cand]), axis=-1)
-        best = jnp.argmin(sq_dist, axis=-1)
-        return jnp.take_along_axis(cand, best[:, None], axis=1)[:, 0]
-
     if chunk_size is None or chunk_size >= n:
-        return search(xn, columns)
+        return search(xn, jnp.arange(n))
     num_chunks = -(-n // chunk_size)
     # Pad the last chunk; padded rows are searched too but their results are dropped.
     padded = jnp.pad(xn, ((0, num_chunks * chunk_size - n), (0, 0)))
     row_chunks = padded.reshape(num_chunks, chunk_size, -1)
     id_chunks = jnp.arange(num_chunks * chunk_size).reshape(num_chunks, chunk_size)
-    nn = jax.lax.map(lambda args: search(*args), (row_chunks, id_chunks))
-    return nn.reshape(-1)[:n]
+    out = jax.lax.map(lambda args: search(*args), (row_chunks, id_chunks))
+    return out.reshape(num_chunks * chunk_size, *out.shape[2:])[:n]
+
+
+def nearest_candidates(
+    xn: jax.Array, num_candidates: int = _NUM_CANDIDATES, chunk_size: int | None = None
+) -> jax.Array:
+    """``[N, min(num_candidates, N - 1)]`` indices of each row's largest cosines to other rows.
+
+    The candidate search of :func:`koleo_loss`, shared with the nearest-neighbour distance
+    diagnostic (``jaxssl.eval.prototypes``), which re-ranks the candidates in float64.
+
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    >>> print(nearest_candidates(x, 1, chunk_size=2).ravel())
+    [2 2 1]
+    """
+    k = min(num_candidates, xn.shape[0] - 1)
+    return _map_row_chunks(lambda rows, ids: _cosine_candidates(rows, ids, xn, k), xn,
+                           chunk_size)
+
+
+def _nearest_neighbours(xn: jax.Array, chunk_size: int | None) -> jax.Array:
+    """Index of each row's nearest other row, ``[N]`` int32, memory ``O(chunk_size * N)``."""
+    k = min(_NUM_CANDIDATES, xn.shape[0] - 1)
+
+    def search(rows: jax.Array, row_ids: jax.Array) -> jax.Array:
+        cand = _cosine_candidates(rows, row_ids, xn, k)  # [c, k]
+        # Re-rank the candidates by the directly computed distance.
+        sq_dist = jnp.sum(jnp.square(rows[:, None, :] - xn[cand]), axis=-1)
+        best = jnp.argmin(sq_dist, axis=-1)
+        return jnp.take_along_axis(cand, best[:, None], axis=1)[:, 0]
+
+    return _map_row_chunks(search, xn, chunk_size)
 
 
 def koleo_loss(
@@ -112,7 +134,7 @@ def koleo_loss(
     if jnp.shape(x)[0] < 2:
         raise ValueError(f"x needs at least 2 rows to have neighbours, got shape {jnp.shape(x)}.")
     _check_chunk_size(chunk_size)
-    xn = _normalize_rows(x)
+    xn = l2_normalize(x)
     nn = _nearest_neighbours(jax.lax.stop_gradient(xn), chunk_size)
     distance = _safe_norm(xn - xn[nn])
     return -jnp.mean(jnp.log(distance + eps))
@@ -190,7 +212,7 @@ def count_unique_prototypes(
     _checks.require_positive("threshold", threshold)
     _checks.require_positive("chunk_size", chunk_size)
     num, dim = jnp.shape(prototypes)
-    xn_dev = jax.jit(_normalize_rows)(prototypes)
+    xn_dev = jax.jit(l2_normalize)(prototypes)
     xn = np.asarray(xn_dev)
     # Zero rows (see the docstring) never pass the cosine filter below (their cosine is 0), so
     # they are linked here: to each other at distance 0, to every other row at distance 1.

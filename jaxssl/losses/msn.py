@@ -5,7 +5,7 @@ Masked Siamese Networks (MSN, Assran et al. 2022) match the prototype assignment
 a mean-entropy-maximisation regulariser on the average anchor prediction. Prior Matching for
 Siamese Networks (PMSN, "The hidden uniform cluster prior in self-supervised learning", Assran et
 al. 2023) notes that this regulariser is KL(p_bar || uniform) and swaps the uniform prior for a
-power law. The maths and the jaxssl decisions are in shared/METHODS.md, section 5.
+power law. The maths and the jaxssl decisions are in docs/methods.md (MSN and PMSN).
 
 Batch statistics (the Sinkhorn prototype marginals, the mean prediction p_bar, the batch means of
 the loss terms) are global: with ``axis_name`` they are reduced across that mapped axis, so every
@@ -21,6 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxssl.losses import _checks
+from jaxssl.ops.collectives import global_count, global_sum
+from jaxssl.ops.confidence import teacher_confidence
+from jaxssl.ops.normalize import l2_normalize
 
 Array = jax.Array
 
@@ -31,17 +34,6 @@ _DIRECTIONS = ("mean_to_prior", "prior_to_mean")
 _PRIOR_SUM_TOLERANCE = 1e-4
 
 
-def _is_traced(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-def _require_positive_if_concrete(name: str, value: Any) -> None:
-    # Temperatures may arrive as traced scalars (a schedule inside a jitted step); their sign can
-    # only be checked when they are concrete.
-    if not _is_traced(value):
-        _checks.require_positive(name, float(value))
-
-
 def _require_non_negative_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be a Python int >= 0, got {value!r}.")
@@ -49,21 +41,6 @@ def _require_non_negative_int(name: str, value: Any) -> None:
 
 def _safe_log(p: Array) -> Array:
     return jnp.log(jnp.maximum(p, _TINY))
-
-
-def _l2_normalize(x: Array, eps: float = 1e-12) -> Array:
-    # x / max(|x|, eps) written with rsqrt of a clamped squared norm: a zero vector maps to zero
-    # with a zero (not NaN) gradient, because max() routes the gradient to the constant.
-    sq = jnp.sum(x * x, axis=-1, keepdims=True)
-    return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
-
-
-def _global_sum(x: Array, axis_name: str | None) -> Array:
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
-
-
-def _global_count(n: int, axis_name: str | None) -> int:
-    return n if axis_name is None else n * jax.lax.axis_size(axis_name)
 
 
 def sharpen(probs: Array, temperature: float) -> Array:
@@ -83,13 +60,13 @@ def sharpen(probs: Array, temperature: float) -> Array:
     >>> print([round(float(v), 4) for v in p])
     [0.6667, 0.1667, 0.1667]
     """
-    _require_positive_if_concrete("temperature", temperature)
+    _checks.require_positive_unless_traced("temperature", temperature)
     logp = _safe_log(jnp.asarray(probs, jnp.float32))
     return jax.nn.softmax(logp / temperature, axis=-1)
 
 
 def sinkhorn(probs: Array, *, num_iters: int = 3, axis_name: str | None = None) -> Array:
-    """Balances sample-to-prototype probabilities with Sinkhorn-Knopp (MSN targets, METHODS.md 5).
+    """Balances sample-to-prototype probabilities with Sinkhorn-Knopp (the MSN targets).
 
     With Q = P^T / sum(P) (``[K, B]``), each iteration divides every row (prototype) by its sum and
     by K, then every column (sample) by its sum and by B; the result is ``(B * Q)^T``. After an
@@ -118,11 +95,11 @@ def sinkhorn(probs: Array, *, num_iters: int = 3, axis_name: str | None = None) 
     _require_non_negative_int("num_iters", num_iters)
     q = jnp.asarray(probs, jnp.float32)  # kept as [B, K]: "rows" of Q^T below are columns here
     local_b, k = q.shape
-    b = _global_count(local_b, axis_name)
-    q = _divide_by_mass(q, _global_sum(jnp.sum(q), axis_name))
+    b = global_count(local_b, axis_name)
+    q = _divide_by_mass(q, global_sum(jnp.sum(q), axis_name))
     for _ in range(num_iters):
         # Prototype marginals: sum over the global batch, then each prototype gets mass 1/K.
-        proto_mass = _global_sum(jnp.sum(q, axis=0, keepdims=True), axis_name)
+        proto_mass = global_sum(jnp.sum(q, axis=0, keepdims=True), axis_name)
         q = _divide_by_mass(q, proto_mass) / k
         # Sample marginals: local to each sample, then each sample gets mass 1/B.
         sample_mass = jnp.sum(q, axis=1, keepdims=True)
@@ -179,7 +156,7 @@ def power_law_prior(num_prototypes: int, exponent: float = 0.25) -> Array:
 
 def _check_prior(prior: Any, num_prototypes: int) -> None:
     _checks.require_shape("prior", prior, (num_prototypes,), "one probability per prototype")
-    if _is_traced(prior):
+    if _checks.is_traced(prior):
         # Under jit a traced prior has no values to inspect; only its shape is checked.
         return
     values = np.asarray(prior, np.float64)
@@ -269,17 +246,49 @@ def msn_targets(
     _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
     _checks.require_same_dims(("targets", "prototypes"), (targets, prototypes), (1, 1),
                               "Embedding dimension D")
-    _require_positive_if_concrete("temperature", temperature)
-    _require_positive_if_concrete("sharpen_temperature", sharpen_temperature)
+    _checks.require_positive_unless_traced("temperature", temperature)
+    _checks.require_positive_unless_traced("sharpen_temperature", sharpen_temperature)
     _require_non_negative_int("sinkhorn_iters", sinkhorn_iters)
-    w = _l2_normalize(jnp.asarray(jax.lax.stop_gradient(prototypes), jnp.float32))
-    z_plus = _l2_normalize(jnp.asarray(jax.lax.stop_gradient(targets), jnp.float32))
+    w = l2_normalize(jnp.asarray(jax.lax.stop_gradient(prototypes), jnp.float32))
+    z_plus = l2_normalize(jnp.asarray(jax.lax.stop_gradient(targets), jnp.float32))
     # sharpen(softmax(cos / tau), T) == softmax(cos / (tau T)) exactly; the fused form avoids
     # underflowing probabilities before the power 1/T. Then Sinkhorn and stop-gradient.
     target_logits = (z_plus @ w.T) / (temperature * sharpen_temperature)
     q = sinkhorn(jax.nn.softmax(target_logits, axis=-1), num_iters=sinkhorn_iters,
                  axis_name=axis_name)
     return jax.lax.stop_gradient(q)
+
+
+def _check_msn_inputs(anchors, targets, prototypes, *, temperature, sharpen_temperature,
+                      sinkhorn_iters, prior, prior_direction, regularization_weight, target_probs,
+                      mean_probs) -> None:
+    """Trace-time checks of :func:`msn_loss`'s arguments (values only where concrete)."""
+    _checks.require_rank("anchors", anchors, 3, "[V, B, D]")
+    _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
+    _checks.require_min_views("anchors", anchors, 1)
+    _checks.require_same_dims(("anchors", "prototypes"), (anchors, prototypes), (2, 1),
+                              "Embedding dimension D")
+    if target_probs is None:
+        _checks.require_rank("targets", targets, 2, "[B, D]")
+        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (2, 1),
+                                  "Embedding dimension D")
+        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (1, 0),
+                                  "Batch size B")
+    else:
+        _checks.require_shape("target_probs", target_probs,
+                              (jnp.shape(anchors)[1], jnp.shape(prototypes)[0]), "[B, K]")
+    _checks.require_positive_unless_traced("temperature", temperature)
+    _checks.require_positive_unless_traced("sharpen_temperature", sharpen_temperature)
+    _require_non_negative_int("sinkhorn_iters", sinkhorn_iters)
+    if prior_direction not in _DIRECTIONS:
+        raise ValueError(f"prior_direction must be one of {_DIRECTIONS}, got {prior_direction!r}.")
+    if not _checks.is_traced(regularization_weight) and not float(regularization_weight) >= 0:
+        raise ValueError(f"regularization_weight must be >= 0, got {regularization_weight!r}.")
+    k = jnp.shape(prototypes)[0]
+    if prior is not None:
+        _check_prior(prior, k)
+    if mean_probs is not None:
+        _checks.require_shape("mean_probs", mean_probs, (k,), "[K]")
 
 
 def msn_loss(
@@ -298,7 +307,7 @@ def msn_loss(
     target_probs: Array | None = None,
     mean_probs: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
-    """MSN loss (Assran et al. 2022) with PMSN's prior matching (Assran et al. 2023); METHODS.md 5.
+    """MSN loss (Assran et al. 2022) with PMSN's prior matching (Assran et al. 2023).
 
     Anchor probabilities p = softmax(cos(z, W) / temperature); targets are
     softmax(cos(z+, W) / temperature) sharpened with ``sharpen_temperature`` (identical to
@@ -349,38 +358,16 @@ def msn_loss(
     >>> print(round(float(loss), 4), round(float(aux["regularization"]), 4))
     0.3312 0.0
     """
-    _checks.require_rank("anchors", anchors, 3, "[V, B, D]")
-    _checks.require_rank("prototypes", prototypes, 2, "[K, D]")
-    _checks.require_min_views("anchors", anchors, 1)
-    _checks.require_same_dims(("anchors", "prototypes"), (anchors, prototypes), (2, 1),
-                              "Embedding dimension D")
-    if target_probs is None:
-        _checks.require_rank("targets", targets, 2, "[B, D]")
-        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (2, 1),
-                                  "Embedding dimension D")
-        _checks.require_same_dims(("anchors", "targets"), (anchors, targets), (1, 0),
-                                  "Batch size B")
-    else:
-        _checks.require_shape("target_probs", target_probs,
-                              (jnp.shape(anchors)[1], jnp.shape(prototypes)[0]), "[B, K]")
-    _require_positive_if_concrete("temperature", temperature)
-    _require_positive_if_concrete("sharpen_temperature", sharpen_temperature)
-    _require_non_negative_int("sinkhorn_iters", sinkhorn_iters)
-    if prior_direction not in _DIRECTIONS:
-        raise ValueError(f"prior_direction must be one of {_DIRECTIONS}, got {prior_direction!r}.")
-    if not _is_traced(regularization_weight) and not float(regularization_weight) >= 0:
-        raise ValueError(f"regularization_weight must be >= 0, got {regularization_weight!r}.")
+    _check_msn_inputs(anchors, targets, prototypes, temperature=temperature,
+                      sharpen_temperature=sharpen_temperature, sinkhorn_iters=sinkhorn_iters,
+                      prior=prior, prior_direction=prior_direction,
+                      regularization_weight=regularization_weight, target_probs=target_probs,
+                      mean_probs=mean_probs)
     num_views, local_b, _ = jnp.shape(anchors)
     k = jnp.shape(prototypes)[0]
-    if prior is None:
-        prior = uniform_prior(k)
-    else:
-        _check_prior(prior, k)
-
-    if mean_probs is not None:
-        _checks.require_shape("mean_probs", mean_probs, (k,), "[K]")
-    w = _l2_normalize(jnp.asarray(prototypes, jnp.float32))
-    z = _l2_normalize(jnp.asarray(anchors, jnp.float32))
+    prior = uniform_prior(k) if prior is None else prior
+    w = l2_normalize(jnp.asarray(prototypes, jnp.float32))
+    z = l2_normalize(jnp.asarray(anchors, jnp.float32))
 
     # Anchor predictions p = softmax(cos(z, W) / tau)  (MSN prediction).
     # One [V*B, D] x [D, K] matmul: XLA:CPU ran the backward of the equivalent 3-D einsum ~1.4x
@@ -397,13 +384,12 @@ def msn_loss(
     else:
         q = jax.lax.stop_gradient(jnp.asarray(target_probs, jnp.float32))
 
-    n_anchor = _global_count(num_views * local_b, axis_name)
-    n_target = _global_count(local_b, axis_name)
+    n_anchor = global_count(num_views * local_b, axis_name)
     # H(q, p) summed over anchors and the global batch, then averaged  (MSN objective, first term).
-    cross_entropy = _global_sum(-jnp.sum(q[None] * log_p), axis_name) / n_anchor
+    cross_entropy = global_sum(-jnp.sum(q[None] * log_p), axis_name) / n_anchor
     # p_bar: mean anchor prediction over views and the global batch (MSN mean-entropy term,
     # PMSN prior matching).
-    local_p_bar = _global_sum(jnp.sum(p, axis=(0, 1)), axis_name) / n_anchor
+    local_p_bar = global_sum(jnp.sum(p, axis=(0, 1)), axis_name) / n_anchor
     p_bar = local_p_bar
     if mean_probs is not None:
         # The larger batch's p_bar in value, this batch's in gradient: exact linearisation of R.
@@ -414,12 +400,11 @@ def msn_loss(
     )
     loss = cross_entropy + regularization_weight * regularization
 
-    anchor_entropy = _global_sum(-jnp.sum(p * log_p), axis_name) / n_anchor
-    target_confidence = _global_sum(jnp.sum(jnp.max(q, axis=-1)), axis_name) / n_target
+    anchor_entropy = global_sum(-jnp.sum(p * log_p), axis_name) / n_anchor
     aux = {
         "cross_entropy": cross_entropy,
         "regularization": regularization,
-        "target_confidence": jax.lax.stop_gradient(target_confidence),
+        "target_confidence": jax.lax.stop_gradient(teacher_confidence(q, axis_name)),
         "anchor_entropy": jax.lax.stop_gradient(anchor_entropy),
         "mean_probs": jax.lax.stop_gradient(local_p_bar),
     }

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxssl.models import create_backbone
+from jaxssl.ops import confidence
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -79,6 +80,7 @@ class BackboneHead(nn.Module):
 
 def teacher_confidence(logits: jax.Array, temperature: jax.Array) -> jax.Array:
     """Mean over rows of the largest teacher probability: near 1/K means uniform collapse,
-    near 1 means a sharp (possibly one-cluster) teacher."""
+    near 1 means a sharp (possibly one-cluster) teacher. The one confidence function,
+    ``jaxssl.ops.confidence.teacher_confidence``, of ``softmax(logits / temperature)``."""
     probs = jax.nn.softmax(logits.astype(jnp.float32) / temperature, axis=-1)
-    return jnp.mean(jnp.max(probs, axis=-1))
+    return confidence.teacher_confidence(probs)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from jaxssl.losses.excb import balance_similarities, excb_loss, update_cluster_sizes
+from jaxssl.losses.excb import balance_similarities, excb_loss
 from jaxssl.methods import common
 from jaxssl.methods.base import (
     LossOutput,
@@ -27,6 +27,8 @@ from jaxssl.methods.base import (
 )
 from jaxssl.methods.excb_init import kmeans_init_centroids
 from jaxssl.models import CentroidLayer, ExCBPredictor, ExCBProjector
+from jaxssl.ops.cluster_sizes import assignment_fractions, cluster_size_diagnostics
+from jaxssl.ops.ema import ema
 from jaxssl.ops.schedules import cosine_ramp
 
 
@@ -146,17 +148,15 @@ class ExCB(Method):
 
     def targets(self, params, teacher_outputs, method_state, hyper, draws):
         # The teacher similarities are the targets (balanced per sample in the loss with the
-        # sizes before the step). The assignment fractions f (Eq. 8) are over the whole batch;
-        # momentum 0 returns f itself, folded into the EMA once per step in update_state.
+        # sizes before the step). The assignment fractions f (Eq. 8) are over the whole batch,
+        # folded into the EMA (Eq. 9) once per step in update_state.
         sizes = method_state["cluster_sizes"]
         balanced = balance_similarities(to_views_first(teacher_outputs), sizes,
                                         boost=self.config.loss.boost)
-        stats = {"cluster_sizes": update_cluster_sizes(sizes, balanced, momentum=0.0)}
+        stats = {"cluster_sizes": assignment_fractions(jnp.argmax(balanced, axis=-1),
+                                                       sizes.shape[0])}
         # Size diagnostics of the EMA sizes the balancing uses.
-        rel = self.config.head.num_prototypes * sizes / jnp.sum(sizes)
-        metrics = {"min_relative_size": jnp.min(rel), "max_relative_size": jnp.max(rel),
-                   "empty_fraction": jnp.mean(rel < 0.01)}
-        return Targets(teacher_outputs, stats, metrics)
+        return Targets(teacher_outputs, stats, cluster_size_diagnostics(sizes))
 
     def loss(self, params, inputs):
         cfg = self.config.loss
@@ -171,17 +171,17 @@ class ExCB(Method):
             jnp.concatenate(directs, axis=0), jnp.concatenate(preds, axis=0),
             to_views_first(inputs.targets), inputs.method_state["cluster_sizes"],
             student_temp=cfg.student_temp, teacher_temp=inputs.hyper["teacher_temp"],
-            boost=cfg.boost, momentum=0.0, pairing=cfg.excb_pairing)
-        # The sizes and their diagnostics come from the whole batch (targets); aux's describe
-        # this micro-batch's momentum-0 "sizes".
+            boost=cfg.boost, pairing=cfg.excb_pairing)
+        # The sizes and their diagnostics come from the whole batch (targets, update_state);
+        # aux's describe this micro-batch alone (unused, so XLA drops them).
         for name in ("cluster_sizes", "min_relative_size", "max_relative_size",
                      "empty_fraction"):
             del aux[name]
         return LossOutput(loss, {"excb_loss": loss, **aux}, bs)
 
     def update_state(self, method_state, stats, hyper):
-        m = self.config.loss.cluster_momentum
-        sizes = m * method_state["cluster_sizes"] + (1.0 - m) * stats["cluster_sizes"]
+        sizes = ema(method_state["cluster_sizes"], stats["cluster_sizes"],
+                    self.config.loss.cluster_momentum)  # Eq. 9, once per optimiser step
         return {**method_state, "cluster_sizes": sizes}
 
     def project(self, params, batch_stats, images, *, train: bool = False):

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.ops.normalize import l2_normalize as ops_l2_normalize
+
 # Squared-norm floor of a row before it is inverted: keeps all-zero rows (and their gradients)
 # finite instead of 0/0. Rows with a norm below 1e-6 are scaled by 1e6 instead of normalised.
 _NORM_EPS = 1e-12
@@ -26,14 +28,13 @@ KERNEL_NAME = "kernel"
 def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
     """Divides ``x`` by its L2 norm along ``axis`` in float32; all-zero vectors stay zero.
 
+    :func:`jaxssl.ops.normalize.l2_normalize` with the norm floor ``sqrt(_NORM_EPS)``.
+
     >>> import jax.numpy as jnp
     >>> l2_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    x = x.astype(jnp.float32)
-    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-    # rsqrt(max(|x|^2, eps)) rather than x / |x|: no division by zero and a finite gradient at 0.
-    return x * jax.lax.rsqrt(jnp.maximum(sq, _NORM_EPS))
+    return ops_l2_normalize(x, axis, eps=_NORM_EPS ** 0.5)
 
 
 def torch_linear_init(fan_in_axis: int = -1) -> nn.initializers.Initializer:

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxssl.ops.normalize import l2_normalize
+
 DATA_AXIS = "data"
 # k-means++ seeding is k sequential passes over all n points: O(k n D) work in k dependent
 # steps. Above this k, init="auto" draws the initial centroids uniformly from the data instead.
@@ -70,10 +72,6 @@ def default_chunk_size(k: int) -> int:
     (4096, 1024)
     """
     return max(1, min(MAX_CHUNK, SCORE_BLOCK_BYTES // (4 * int(k))))
-
-
-def _normalise(x: jax.Array) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _shard(mesh: Mesh | None, a: jax.Array, *spec) -> jax.Array:
@@ -114,7 +112,7 @@ class _Rows:
         rows_c = math.ceil(rows / chunk) * chunk
         xs = x.astype(jnp.float32).reshape(s_count, rows, d)
         if spherical:
-            xs = _normalise(xs)
+            xs = l2_normalize(xs)
         xs = jnp.pad(xs, ((0, 0), (0, rows_c - rows), (0, 0)))
         xs = _shard(mesh, xs, DATA_AXIS, None, None)
         position = jnp.arange(rows_c)
@@ -197,7 +195,7 @@ def _lloyd_step(pts: _Rows, c: jax.Array, reseed_empty: bool) -> jax.Array:
     weight = pts.weight
     sums = pts.segment_sums(pts.xs * weight[..., None], assign)
     counts = pts.segment_sums(weight, assign)
-    new = _normalise(sums) if pts.spherical else sums / jnp.maximum(counts, 1.0)[:, None]
+    new = l2_normalize(sums) if pts.spherical else sums / jnp.maximum(counts, 1.0)[:, None]
     empty = counts == 0
     if reseed_empty:
         # The r-th empty cluster takes the r-th farthest point from its centroid (distinct

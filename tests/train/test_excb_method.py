@@ -7,8 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl.losses.excb import excb_loss
-from jaxssl.methods.base import LossInputs, flatten_views, variables, views_first
+from jaxssl.losses.excb import balance_similarities, excb_loss, update_cluster_sizes
+from jaxssl.methods.base import (
+    LossInputs,
+    flatten_views,
+    to_views_first,
+    variables,
+    views_first,
+)
 from jaxssl.methods.registry import build_method
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.recipes import tiny
@@ -87,3 +93,27 @@ def test_centroids_learn_only_from_global_direct_projections(pairing):
     backbone = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
                             grads["backbone"], grads_other["backbone"])
     assert max(jax.tree.leaves(backbone)) > 1e-6
+
+
+def test_cluster_sizes_advance_once_per_step_by_eq_9_of_the_balanced_teacher():
+    # The one walk of the sizes: state -> balance_similarities -> arg-max fractions (Eq. 8) ->
+    # EMA with loss.cluster_momentum (Eq. 9), equal to the public update_cluster_sizes; the
+    # metrics describe the sizes the balancing used (before the step).
+    c, method, params, bs, teacher, state, views = _setup("paper")
+    k = c.head.num_prototypes
+    sizes = jnp.asarray(np.random.default_rng(1).dirichlet(np.ones(k)), jnp.float32)
+    state = {**state, "cluster_sizes": sizes}
+    t_out, _ = method.teacher(teacher, bs, views, {})
+    targets = method.targets(params, t_out, state, hyperparams(c, 0, 10), {})
+    new = method.update_state(state, targets.stats, {})["cluster_sizes"]
+    balanced = balance_similarities(to_views_first(t_out), sizes, boost=c.loss.boost)
+    m = c.loss.cluster_momentum
+    np.testing.assert_array_equal(new, update_cluster_sizes(sizes, balanced, momentum=m))
+    labels = np.asarray(jnp.argmax(balanced, -1)).ravel()
+    fractions = np.bincount(labels, minlength=k) / labels.size
+    np.testing.assert_allclose(new, m * np.asarray(sizes) + (1 - m) * fractions, rtol=1e-6)
+    relative = k * np.asarray(sizes, np.float64) / np.sum(np.asarray(sizes, np.float64))
+    np.testing.assert_allclose(
+        [targets.metrics["min_relative_size"], targets.metrics["max_relative_size"],
+         targets.metrics["empty_fraction"]],
+        [relative.min(), relative.max(), np.mean(relative < 0.01)], rtol=1e-5)
