@@ -6,6 +6,10 @@ resumes from the newest checkpoint in the workdir. Compiled programs are cached 
 (``--compilation_cache_dir DIR``, ``--no_compilation_cache``: :mod:`jaxssl.compile_cache`). Exit
 statuses are listed in
 :mod:`jaxssl.exit_codes` (75: preempted after saving, run again to resume).
+
+The entry point is the one place that sees both the train and the eval layers: it passes the
+online k-NN probe and the final evaluation (:mod:`jaxssl.eval.final`) to the trainer as its
+``on_log`` / ``on_end`` callbacks.
 """
 
 from __future__ import annotations
@@ -15,8 +19,13 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxssl import exit_codes
 from jaxssl.cli_errors import error_line, exit_with, parse_flags
 from jaxssl.compile_cache import setup_from_argv
+from jaxssl.eval.final import final_evaluation, online_knn_probe
+from jaxssl.output_paths import PathError
+from jaxssl.train.loop import NonFiniteLossError, train
+from jaxssl.train.workdir_lock import WorkdirLockedError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                           lock_config=True)
@@ -29,13 +38,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Orbax and JAX log every checkpoint operation at INFO; the progress bar says enough.
     logging.set_verbosity(logging.WARNING)
-    from jaxssl import exit_codes
-    from jaxssl.output_paths import PathError
-    from jaxssl.train.loop import NonFiniteLossError, train
-    from jaxssl.train.workdir_lock import WorkdirLockedError
-
     try:
-        summary = train(_CONFIG.value, _WORKDIR.value)
+        summary = train(_CONFIG.value, _WORKDIR.value, on_log=online_knn_probe,
+                        on_end=final_evaluation)
     except WorkdirLockedError as e:
         exit_with(error_line(e), exit_codes.WORKDIR_LOCKED)
     except NonFiniteLossError as e:

@@ -223,20 +223,21 @@ def make_optimizer(cfg: ml_collections.ConfigDict, *, flat: bool | None = None
     only with the setting it started with.
 
     >>> import ml_collections
-    >>> tx = make_optimizer(ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, grad_clip=0.)))
+    >>> tx = make_optimizer(ml_collections.ConfigDict(dict(
+    ...     name="sgd", momentum=0.9, grad_clip=0., grad_clip_mode="global", flatten=False)))
     >>> state = tx.init({"w": jnp.ones((2, 2))})
     >>> sorted(state.hyperparams)
     ['freeze_prototypes', 'learning_rate', 'prototype_decay', 'weight_decay']
     """
     if cfg.name not in OPTIMIZERS:
         raise ValueError(f"config.optim.name must be one of {OPTIMIZERS}, got {cfg.name!r}.")
-    clip = float(cfg.get("grad_clip", 0.0) or 0.0)
-    clip_mode = str(cfg.get("grad_clip_mode", "global"))
+    clip = float(cfg.grad_clip)
+    clip_mode = str(cfg.grad_clip_mode)
     if clip_mode not in CLIP_MODES:
         raise ValueError(f"config.optim.grad_clip_mode must be one of {CLIP_MODES}, got "
                          f"{clip_mode!r}.")
-    momentum = float(cfg.get("momentum", 0.9))
-    flat = bool(cfg.get("flatten", False)) if flat is None else flat
+    momentum = float(cfg.momentum)
+    flat = bool(cfg.flatten) if flat is None else flat
 
     def build(learning_rate, weight_decay, prototype_decay, freeze_prototypes
               ) -> optax.GradientTransformation:

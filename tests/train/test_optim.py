@@ -34,7 +34,7 @@ def grads_like(params, seed):
 def optim_cfg(name, **kw):
     return ml_collections.ConfigDict(dict(
         name=name, momentum=kw.pop("momentum", 0.9), grad_clip=kw.pop("clip", 0.0),
-        grad_clip_mode=kw.pop("mode", "global")))
+        grad_clip_mode=kw.pop("mode", "global"), flatten=False))
 
 
 def run(tx, params, steps, freeze_at=(), lr=0.1, wd=0.1):

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxssl.eval.final import online_knn_probe
 from jaxssl.train import loop as loop_lib
 from jaxssl.train.checkpoint import Checkpointer
 from jaxssl.train.recipes import tiny
@@ -24,7 +25,8 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     c.train.num_steps = 6
     # The online k-NN probe runs on held-out subsets every 3 steps; it must not disturb training.
     c.train.update(online_knn_every=3, online_knn_train_size=1000, online_knn_test_size=500)
-    full = loop_lib.train(c, str(tmp_path / "full"))
+    # The probe comes in as the on_log callback (the CLI passes it the same way).
+    full = loop_lib.train(c, str(tmp_path / "full"), on_log=online_knn_probe)
     part = loop_lib.train(c, str(tmp_path / "part"), stop_after=3)
     assert part["stopped"] and part["step"] == 3
     rest = loop_lib.train(c, str(tmp_path / "part"))
@@ -86,3 +88,26 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     restored = ckpt.restore_raw()
     leaves = jax.tree.leaves(restored["params"])
     assert leaves and all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+
+
+def test_callbacks_see_logged_steps_and_the_end(tmp_path):
+    """on_log runs at every logged step and adds to its metrics row; on_end runs once, after the
+    last step, and adds to the summary; the trainer itself evaluates nothing (no report.json)."""
+    c = tiny("carp")
+    c.train.update(num_steps=3, log_every=2)
+    logged, ended = [], []
+
+    def on_log(event: loop_lib.LogEvent) -> dict:
+        logged.append((event.step, int(event.state.step)))
+        return {"probe": 10.0 * event.step}
+
+    def on_end(event: loop_lib.EndEvent) -> dict:
+        ended.append((event.step, int(event.state.step), event.is_main, event.workdir))
+        return {"extra": "done"}
+
+    out = loop_lib.train(c, str(tmp_path), on_log=on_log, on_end=on_end)
+    assert logged == [(2, 2), (3, 3)]  # every log_every steps and the last one
+    assert ended == [(3, 3, True, str(tmp_path))]
+    assert out["extra"] == "done" and out["step"] == 3 and not out["stopped"]
+    assert {r["step"]: r["probe"] for r in metrics_rows(tmp_path)} == {2: 20.0, 3: 30.0}
+    assert not os.path.exists(tmp_path / "report.json")
