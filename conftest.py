@@ -17,6 +17,8 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     os.path.join(tempfile.gettempdir(), f"jaxssl-test-xla-cache-{os.getuid()}"),
 )
+# The CLIs' own cache set-up (jaxssl.compile_cache) must not write to the user's cache either.
+os.environ["JAXSSL_COMPILATION_CACHE_DIR"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 

@@ -179,6 +179,7 @@ the teacher features and write `metrics.jsonl`, `report.json` and PNG plots to `
 TRAIN = """\
 import shutil
 
+from jaxssl.eval.final import CALLBACKS  # the online k-NN probe and the final evaluation
 from jaxssl.train.loop import train
 from jaxssl.train.recipes import fashion_mnist_cpu, tiny
 
@@ -191,7 +192,7 @@ if SMALL:
     config.train.log_every = 5
 config.eval.final_knn = True
 config.eval.knn_train_size = 0  # the whole (small) train split is the k-NN memory bank
-summary = train(config, WORKDIR)
+summary = train(config, WORKDIR, **CALLBACKS)
 print("steps:", summary["step"], "| images/s:", round(summary["images_per_s"], 1))"""
 
 PLOTS = """\

@@ -2,7 +2,7 @@
 
 Lowest first::
 
-    ops, shared (_extras, cli_errors, exit_codes, output_paths)
+    ops, shared (_extras, cli_errors, compile_cache, exit_codes, output_paths)
       -> losses, models, data
       -> methods -> train -> eval, export -> entry points (``__main__.py``)
 
@@ -33,7 +33,7 @@ PACKAGE_ROOT = pathlib.Path(jaxssl.__file__).resolve().parent
 # package -> layer, lowest 0. The top-level modules are one package, "shared".
 LAYER = {"ops": 0, "shared": 0, "losses": 1, "models": 1, "data": 1, "methods": 2, "train": 3,
          "eval": 4, "export": 4}
-SHARED_MODULES = {"_extras", "cli_errors", "exit_codes", "output_paths"}
+SHARED_MODULES = {"_extras", "cli_errors", "compile_cache", "exit_codes", "output_paths"}
 # Siblings of one layer may import each other only here (the bottom layer's two halves).
 SAME_LAYER_OK = {("ops", "shared"), ("shared", "ops")}
 ENTRY_POINT = "__main__"
@@ -48,86 +48,16 @@ METHOD_NAME_COMPARISON_OK = ("methods",)  # packages allowed to branch on method
 LAZY_IMPORTS_OK = frozenset({"torch", "matplotlib", "tensorflow", "tensorflow_datasets",
                              "tensorboardX"})
 
-# Known offenders, removed by the hooks branch (it moves the final evaluation out of train into
-# the eval layer behind on_log/on_end callbacks, and gives methods hooks for their special
-# cases). Empty these after merging it; an entry that no longer occurs fails the test, so the
-# lists cannot go stale, and any offender not listed here fails it too.
+# Known offenders: none since the hooks branch (the final evaluation moved to the eval layer
+# behind on_log/on_end callbacks; methods own their special cases through hooks). The lists stay
+# for a change that must land in steps; an entry that no longer occurs fails the test, so they
+# cannot go stale, and any offender not listed here fails it too.
 # (module, imported module) pairs: upward imports and the cycles they close.
-HOOKS_BRANCH_UPWARD_IMPORTS = (
-    ("jaxssl/train/final_eval.py", "jaxssl.eval"),
-    ("jaxssl/train/final_eval.py", "jaxssl.eval.features"),
-    ("jaxssl/train/final_eval.py", "jaxssl.eval.knn"),
-)
+HOOKS_BRANCH_UPWARD_IMPORTS = ()
 # (module, line text) of method-name comparisons.
-HOOKS_BRANCH_METHOD_COMPARISONS = (
-    ('jaxssl/train/hyper.py', 'if config.method == "excb":'),
-    ('jaxssl/train/loop.py', 'if config.method == "excb" and config.loss.kmeans_init:'),
-    ('jaxssl/train/loop.py', 'if config.method == "ibot":'),
-    ('jaxssl/train/recipes.py', 'c.method = "ibot" if method == "ibot" else method'),
-    ('jaxssl/train/recipes.py', 'elif method == "carp":'),
-    ('jaxssl/train/recipes.py', 'elif method == "carp":'),
-    ('jaxssl/train/recipes.py', 'elif method == "excb":'),
-    ('jaxssl/train/recipes.py', 'elif method == "excb":'),
-    ('jaxssl/train/recipes.py', 'elif method == "msn":'),
-    ('jaxssl/train/recipes.py', 'elif method == "msn":'),
-    ('jaxssl/train/recipes.py', 'if method == "carp":'),
-    ('jaxssl/train/recipes.py', 'if method == "excb":'),
-    ('jaxssl/train/recipes.py', 'if method == "ibot":'),
-    ('jaxssl/train/recipes.py', 'if method == "msn":'),
-    ('jaxssl/train/recipes.py', 'if method in ("dino", "ibot"):'),
-    ('jaxssl/train/recipes.py', 'if method in ("dino", "ibot"):'),
-    ('jaxssl/train/recipes.py', 'if method in ("dino", "ibot"):'),
-    ('jaxssl/train/recipes.py',
-     'return "per_parameter" if method in ("dino", "ibot", "excb") else "global"'),
-    ('jaxssl/train/validate.py',
-     'if c.method == "carp" and (c.loss.block_size <= 0 or k % c.loss.block_size):'),
-    ('jaxssl/train/validate.py',
-     'if c.method == "excb" and c.loss.kmeans_init and c.loss.kmeans_samples < k:'),
-    ('jaxssl/train/validate.py', 'if c.method == "ibot" and not is_vit:'),
-    ('jaxssl/train/validate.py', 'if c.method == "msn" and g.num < 2:'),
-    ('jaxssl/train/validate.py', 'if c.method == "msn":'),
-    ('jaxssl/train/validate.py',
-     'if c.method in ("dino", "ibot", "carp", "excb") and g.num < 2 and loc.num < 1:'),
-)
+HOOKS_BRANCH_METHOD_COMPARISONS = ()
 # (module, imported module) pairs of imports inside functions.
-HOOKS_BRANCH_LAZY_IMPORTS = (
-    ('jaxssl/methods/base.py', 'jaxssl.losses.koleo'),
-    ('jaxssl/methods/base.py', 'jaxssl.models'),
-    ('jaxssl/methods/carp.py', 'jaxssl.models'),
-    ('jaxssl/methods/common.py', 'jaxssl.models'),
-    ('jaxssl/methods/dino.py', 'jaxssl.models'),
-    ('jaxssl/methods/excb.py', 'jaxssl.models'),
-    ('jaxssl/methods/msn.py', 'jaxssl.data.masks'),
-    ('jaxssl/methods/msn.py', 'jaxssl.models'),
-    ('jaxssl/methods/registry.py', 'jaxssl.methods.carp'),
-    ('jaxssl/methods/registry.py', 'jaxssl.methods.dino'),
-    ('jaxssl/methods/registry.py', 'jaxssl.methods.excb'),
-    ('jaxssl/methods/registry.py', 'jaxssl.methods.msn'),
-    ('jaxssl/train/__main__.py', 'jaxssl.exit_codes'),
-    ('jaxssl/train/__main__.py', 'jaxssl.output_paths'),
-    ('jaxssl/train/__main__.py', 'jaxssl.train.loop'),
-    ('jaxssl/train/__main__.py', 'jaxssl.train.workdir_lock'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.data.augment'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.data.config'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.data.pipeline'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.data.subset'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.eval'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.eval.features'),
-    ('jaxssl/train/final_eval.py', 'jaxssl.eval.knn'),
-    ('jaxssl/train/loop.py', 'jaxssl.data.delivery'),
-    ('jaxssl/train/loop.py', 'jaxssl.data.masks'),
-    ('jaxssl/train/loop.py', 'jaxssl.data.pipeline'),
-    ('jaxssl/train/loop.py', 'jaxssl.losses.koleo'),
-    ('jaxssl/train/loop.py', 'jaxssl.train.excb_init'),
-    ('jaxssl/train/loop.py', 'jaxssl.train.final_eval'),
-    ('jaxssl/train/loop.py', 'jaxssl.train.final_eval'),
-    ('jaxssl/train/validate.py', 'jaxssl.methods.common'),
-    ('jaxssl/train/validate.py', 'jaxssl.methods.prior'),
-    ('jaxssl/train/validate.py', 'jaxssl.models'),
-    ('jaxssl/train/validate.py', 'jaxssl.models'),
-    ('jaxssl/train/validate.py', 'jaxssl.train.hyper'),
-    ('jaxssl/train/validate.py', 'jaxssl.train.optim'),
-)
+HOOKS_BRANCH_LAZY_IMPORTS = ()
 
 
 @dataclasses.dataclass(frozen=True)

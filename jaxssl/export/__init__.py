@@ -83,8 +83,8 @@ def backbone_from_state(state: Mapping[str, Any], config: Any, which: str = "tea
             f"export: {prefix}params has no 'backbone' child; got keys {sorted(params)}")
     stats = state.get(f"{prefix}batch_stats") or {}
     name = str(config.model.backbone)
-    kwargs = config.model.get("backbone_kwargs", None)
-    kwargs = dict(kwargs.to_dict() if hasattr(kwargs, "to_dict") else kwargs or {})
+    kwargs = config.model.backbone_kwargs
+    kwargs = dict(kwargs.to_dict() if hasattr(kwargs, "to_dict") else kwargs)
     return Backbone(
         name=name,
         kwargs=kwargs,

@@ -1,5 +1,6 @@
 """``python -m jaxssl.export --workdir DIR --format {msgpack,torch} [--which teacher|student]
-[--step N] [--out PATH]``: writes the pretrained backbone and prints the file path."""
+[--step N] [--out PATH]``: writes the pretrained backbone and prints the file path.
+``--compilation_cache_dir DIR`` / ``--no_compilation_cache``: :mod:`jaxssl.compile_cache`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 
 from jaxssl.cli_errors import USAGE_ERROR, error_line
+from jaxssl.compile_cache import setup_from_argv
 from jaxssl.export import FORMATS, WHICH, export
 from jaxssl.output_paths import PathError
 
@@ -47,4 +49,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(setup_from_argv(sys.argv)[1:]))

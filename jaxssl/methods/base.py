@@ -23,6 +23,13 @@ with the batch split into ``n = train.grad_accum_steps`` equal micro-batches, ca
 4. :meth:`Method.regularizer` once (terms of the parameters alone, e.g. KoLeo-proto) and
    :meth:`Method.update_state` once, from the full-batch statistics of step 2.
 
+Around the step, the trainer calls the method's hooks instead of branching on its name:
+:meth:`Method.validate` (its own config fields, before anything is built), the recipe hooks
+:meth:`Method.recipe_defaults`, :meth:`Method.cpu_recipe` and :meth:`Method.paper_recipe`,
+:meth:`Method.extra_hyperparams` (schedules of its own, e.g. ExCB's centroid decay),
+:meth:`Method.post_init` (after a fresh initialisation, e.g. ExCB's k-means centroids) and
+:meth:`Method.prepare_batch` (host-side inputs of one step, e.g. iBOT's masks).
+
 BatchNorm is the exception: with n > 1 it normalises each micro-batch with that micro-batch's
 statistics, so models with BatchNorm give a (slightly) different loss under accumulation than one
 large batch.
@@ -36,6 +43,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+
+from jaxssl.losses.koleo import koleo_proto_loss
+from jaxssl.models import get_prototypes
 
 Views = dict[str, jax.Array]  # "global": f32 [B, G, H, W, C], optional "local", "mask", ...
 
@@ -88,6 +99,38 @@ class LossInputs(NamedTuple):
     def full_mean(self, name: str) -> jax.Array | None:
         """The whole batch's value of the batch mean ``name`` (None without accumulation)."""
         return None if self.full_means is None else self.full_means[name]
+
+
+class LossOutput(NamedTuple):
+    """What :meth:`Method.loss` returns for one micro-batch.
+
+    Attributes:
+      loss: the micro-batch's loss, a float32 scalar mean over its samples.
+      metrics: scalar diagnostics of the micro-batch (logged as their mean over micro-batches).
+      batch_stats: the student's updated BatchNorm statistics (``{}`` without BN).
+      batch_means: this micro-batch's value of every batch-mean term of the loss (MSN's p_bar,
+        CARP's block p_bar); the whole batch's come back through :meth:`LossInputs.full_mean`.
+        ``{}`` for a loss that is a plain per-sample mean.
+    """
+
+    loss: jax.Array
+    metrics: dict
+    batch_stats: Any
+    batch_means: dict = {}
+
+
+class PaperScale(NamedTuple):
+    """What a paper recipe (:meth:`Method.paper_recipe`) depends on besides the config.
+
+    Attributes:
+      vit: whether the backbone is a ViT (else a ResNet).
+      steps_per_epoch: optimiser steps in one pass over the training set.
+      batch_size: the global batch size.
+    """
+
+    vit: bool
+    steps_per_epoch: int
+    batch_size: int
 
 
 class Method(abc.ABC):
@@ -144,15 +187,9 @@ class Method(abc.ABC):
         return Targets(teacher_outputs, {}, {})
 
     @abc.abstractmethod
-    def loss(self, params: Any, inputs: LossInputs) -> tuple[jax.Array, dict]:
+    def loss(self, params: Any, inputs: LossInputs) -> LossOutput:
         """The student's loss on one micro-batch: a mean over its samples, so that the average
-        over equal micro-batches is the full-batch loss.
-
-        Returns ``(loss, aux)``; aux holds ``"metrics"`` (scalar batch means), ``"batch_stats"``
-        (the student's updated BatchNorm statistics) and, for a loss with terms of batch means,
-        ``"batch_means"`` (this micro-batch's mean of each; the whole batch's come back through
-        ``inputs.full_mean(name)``).
-        """
+        over equal micro-batches is the full-batch loss (:class:`LossOutput`)."""
 
     def regularizer(self, params: Any) -> tuple[jax.Array, dict]:
         """Loss terms of the parameters alone, added once per optimiser step (not once per
@@ -173,8 +210,6 @@ class Method(abc.ABC):
 
     def prototypes(self, params: Any) -> jax.Array | None:
         """The prototype / centroid matrix [K, D] (raw rows) of ``params[prototype_module]``."""
-        from jaxssl.models import get_prototypes
-
         return get_prototypes(params[self.prototype_module])
 
     def assign(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array | None:
@@ -182,6 +217,69 @@ class Method(abc.ABC):
         arg-max of the model's output logits."""
         return jnp.argmax(self.model.apply(variables(params, batch_stats), images, train=False,
                                            deterministic=True), axis=-1)
+
+    # Hooks around the step. The trainer calls them for every method, so that it never branches
+    # on the method's name; the defaults do nothing.
+
+    paper_clip_mode: str = "global"
+    """The gradient-clipping mode of the method's released code (the papers do not state it):
+    ``"per_parameter"`` rescales each parameter's gradient on its own (DINO's
+    ``utils.clip_gradients``), ``"global"`` clips the global norm."""
+
+    @classmethod
+    def validate(cls, config: ml_collections.ConfigDict) -> None:
+        """Checks the method's own config fields before anything is built or compiled; raises
+        ``ValueError`` naming the field. Default: the views it compares (2 global views, or a
+        global and at least one local view)."""
+        if config.data.global_crops.num < 2 and config.data.local_crops.num < 1:
+            raise config_error("data.global_crops.num", f"{config.method} compares views: needs "
+                               "2 global views or at least one local view.")
+
+    @classmethod
+    def recipe_defaults(cls, config: ml_collections.ConfigDict) -> None:
+        """Sets, in place, the method's heads, temperatures and optimiser shared by every recipe
+        (CPU and paper); ``config.method`` is already set."""
+        del config
+
+    @classmethod
+    def cpu_recipe(cls, config: ml_collections.ConfigDict) -> None:
+        """Adjusts, in place, the Fashion-MNIST CPU recipe (``recipes.fashion_mnist_cpu``)."""
+        del config
+
+    @classmethod
+    def paper_recipe(cls, config: ml_collections.ConfigDict, scale: PaperScale) -> None:
+        """Sets, in place, the method's part of its paper recipe (``recipes.imagenet``)."""
+        del config, scale
+
+    @classmethod
+    def extra_hyperparams(cls, config: ml_collections.ConfigDict, step: int, total_steps: int,
+                          hyper: dict) -> dict:
+        """Scheduled scalars of the method's own, computed on the host each step from the shared
+        ones in ``hyper``; they replace or join those entries. Default: none."""
+        del config, step, total_steps, hyper
+        return {}
+
+    def post_init(self, state: Any, key: jax.Array, mesh: jax.sharding.Mesh) -> Any:
+        """The train state after a fresh initialisation (not after a restore); ``state`` is the
+        replicated train state (``params``, ``teacher_params``, ... and ``replace``). Default: it
+        unchanged."""
+        del key, mesh
+        return state
+
+    def prepare_batch(self, batch: dict[str, np.ndarray], step: int) -> dict[str, np.ndarray]:
+        """Host-side inputs of optimiser step ``step`` added to this process's batch (numpy,
+        before it is sharded over the devices). Default: the batch unchanged."""
+        del step
+        return batch
+
+
+def config_error(field: str, message: str) -> ValueError:
+    """The one-line error of an invalid config field: ``config.<field>: <message>``.
+
+    >>> str(config_error("loss.prior", "must be a name."))
+    'config.loss.prior: must be a name.'
+    """
+    return ValueError(f"config.{field}: {message}")
 
 
 def flatten_views(x: jax.Array) -> jax.Array:
@@ -238,8 +336,6 @@ def apply_with_stats(module, params, batch_stats, x, *, train: bool, determinist
 
 def koleo_term(method: Method, params: Any, cfg: ml_collections.ConfigDict):
     """KoLeo-proto regulariser on the method's prototype matrix (docs/methods.md), or 0."""
-    from jaxssl.losses.koleo import koleo_proto_loss
-
     weight = float(cfg.loss.koleo_weight)
     protos = method.prototypes(params)
     if weight == 0.0 or protos is None:
@@ -248,3 +344,33 @@ def koleo_term(method: Method, params: Any, cfg: ml_collections.ConfigDict):
     if chunk is not None and chunk >= protos.shape[0]:
         chunk = None
     return koleo_proto_loss(protos, chunk_size=chunk), weight
+
+
+def student_views(model, params: Any, batch_stats: Any, views: Views, key: jax.Array, *,
+                  local_kwargs: dict | None = None, **global_kwargs) -> tuple[list, Any]:
+    """The student's forward pass (batch statistics, stochastic depth) on the global views, then
+    on the local views if any, one backbone call per resolution.
+
+    Returns ``([global outputs, local outputs], batch_stats)``, each output pytree view-first
+    ``[V, B, ...]``; ``global_kwargs`` / ``local_kwargs`` go to the model's call for each.
+    """
+    b = views["global"].shape[0]
+    k_g, k_l = jax.random.split(key)
+    out, bs = apply_with_stats(model, params, batch_stats, flatten_views(views["global"]),
+                               train=True, deterministic=False, rng=k_g, **global_kwargs)
+    outs = [jax.tree.map(lambda y: views_first(y, b), out)]
+    if "local" in views:
+        out, bs = apply_with_stats(model, params, bs, flatten_views(views["local"]), train=True,
+                                   deterministic=False, rng=k_l, **(local_kwargs or {}))
+        outs.append(jax.tree.map(lambda y: views_first(y, b), out))
+    return outs, bs
+
+
+def teacher_views(model, params: Any, batch_stats: Any, views: Views, **kwargs) -> tuple[Any, Any]:
+    """The EMA teacher's forward pass on the global views: batch statistics as the student, but
+    no stochastic depth (DINO). Returns ``(outputs, batch_stats)``, outputs batch-first
+    ``[B, G, ...]`` (the layout the step concatenates micro-batches in)."""
+    b = views["global"].shape[0]
+    out, bs = apply_with_stats(model, params, batch_stats, flatten_views(views["global"]),
+                               train=True, deterministic=True, **kwargs)
+    return jax.tree.map(lambda y: per_image(y, b), out), bs

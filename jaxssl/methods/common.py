@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxssl.models import create_backbone
 from jaxssl.ops import confidence
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -19,22 +20,41 @@ def compute_dtype(config: ml_collections.ConfigDict):
 
 def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
     """The backbone named by ``config.model.backbone`` with the configured dtype and overrides."""
-    from jaxssl.models import create_backbone
-
     kwargs = dict(config.model.backbone_kwargs)
     kwargs.setdefault("dtype", compute_dtype(config))
     if config.model.drop_path_rate:
         kwargs.setdefault("drop_path_rate", config.model.drop_path_rate)
     if config.model.remat:
         kwargs.setdefault("remat", True)
-    if config.model.get("gelu_approximate"):  # ViT only (validated)
+    if config.model.gelu_approximate:  # ViT only (validated)
         kwargs.setdefault("gelu_approximate", True)
     return create_backbone(config.model.backbone, **kwargs)
+
+
+def backbone_head(config: ml_collections.ConfigDict, head: type[nn.Module], **head_kwargs
+                  ) -> BackboneHead:
+    """The configured backbone followed by ``head(num_prototypes=K, hidden_dim=..., dtype=...,
+    **head_kwargs)`` with K, the hidden width and the compute dtype from the config."""
+    h = config.head
+    return BackboneHead(backbone=build_backbone(config),
+                        head=head(num_prototypes=h.num_prototypes, hidden_dim=h.hidden_dim,
+                                  dtype=compute_dtype(config), **head_kwargs))
 
 
 def is_vit(backbone: nn.Module) -> bool:
     """Whether the backbone takes patch tokens (MSN patch dropping, iBOT masking)."""
     return hasattr(backbone, "patch_size")
+
+
+def config_is_vit(config: ml_collections.ConfigDict) -> bool:
+    """Whether ``config.model.backbone`` names a ViT, read from the config alone (validation runs
+    before anything is built).
+
+    >>> from ml_collections import ConfigDict
+    >>> config_is_vit(ConfigDict({"model": {"backbone": "vit_small"}}))
+    True
+    """
+    return config.model.backbone.startswith("vit")
 
 
 class BackboneHead(nn.Module):

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxssl.methods.base import LossInputs, Method, Views
+from jaxssl.methods.base import LossInputs, LossOutput, Method, Views
 from jaxssl.train.state import TrainState
 
 
@@ -120,49 +120,67 @@ def make_grad_fn(
         t_out = jax.lax.stop_gradient(t_out)
         targets = method.targets(state.params, t_out, state.method_state, hyper, draws)
         per_sample = jax.lax.stop_gradient(targets.per_sample)
-
         if n == 1:
-            def total(params):
-                loss, aux = method.loss(params, inputs(views, per_sample, 0))
-                reg, reg_metrics = method.regularizer(params)
-                return loss + reg, (aux, reg_metrics)
-
-            (loss, (aux, reg_metrics)), grads = jax.value_and_grad(total, has_aux=True)(
-                state.params)
-            metrics, batch_stats = aux["metrics"], aux["batch_stats"]
+            loss, grads, metrics, reg_metrics, batch_stats = _whole_batch(
+                method, state.params, inputs(views, per_sample, 0))
         else:
-            micro = (split_micro(views, n), split_micro(per_sample, n), jnp.arange(n))
-
-            # 2. The whole batch's means of the loss's batch-mean terms, if it has any.
-            def micro_means(xs):
-                v, t, i = xs
-                return method.loss(state.params, inputs(v, t, i))[1].get("batch_means", {})
-
-            first = jax.tree.map(lambda x: x[0], micro)
-            full_means = None
-            if jax.tree.leaves(jax.eval_shape(micro_means, first)):
-                full_means = _mean0(jax.lax.map(micro_means, micro))
-
-            # 3. Loss and gradient of each micro-batch, summed in the scan's carry.
-            def body(carry, xs):
-                v, t, i = xs
-                (loss, aux), g = jax.value_and_grad(method.loss, has_aux=True)(
-                    state.params, inputs(v, t, i, full_means))
-                loss_sum, grad_sum = carry
-                return ((loss_sum + loss, jax.tree.map(jnp.add, grad_sum, g)),
-                        (aux["metrics"], aux["batch_stats"]))
-
-            zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-            (loss_sum, grad_sum), (metrics, batch_stats) = jax.lax.scan(body, zeros, micro)
-            # 4. Terms of the parameters alone, once.
-            (reg, reg_metrics), reg_grads = jax.value_and_grad(
-                method.regularizer, has_aux=True)(state.params)
-            loss = loss_sum / n + reg
-            grads = jax.tree.map(lambda g, r: g / n + r, grad_sum, reg_grads)
-            metrics, batch_stats = _mean0(metrics), _mean0(batch_stats)
-
+            loss, grads, metrics, reg_metrics, batch_stats = _accumulated(
+                method, state.params, inputs, (split_micro(views, n), split_micro(per_sample, n),
+                                               jnp.arange(n)), n)
         return StepGrads(loss=loss, grads=grads,
                          metrics={**metrics, **targets.metrics, **reg_metrics},
                          stats=targets.stats, batch_stats=batch_stats, teacher_batch_stats=tbs)
 
     return grad_fn
+
+
+def _loss_and_aux(method: Method, params: Any, inputs: LossInputs
+                  ) -> tuple[jax.Array, LossOutput]:
+    """``method.loss`` in the ``(value, aux)`` form ``jax.value_and_grad(has_aux=True)`` takes."""
+    out = method.loss(params, inputs)
+    return out.loss, out
+
+
+def _whole_batch(method: Method, params: Any, inputs: LossInputs):
+    """Loss, gradient, the loss's and the regulariser's metrics and the BatchNorm statistics of
+    one pass over the whole batch, with the terms of the parameters alone (KoLeo-proto)."""
+    def total(p):
+        loss, out = _loss_and_aux(method, p, inputs)
+        reg, reg_metrics = method.regularizer(p)
+        return loss + reg, (out, reg_metrics)
+
+    (loss, (out, reg_metrics)), grads = jax.value_and_grad(total, has_aux=True)(params)
+    return loss, grads, out.metrics, reg_metrics, out.batch_stats
+
+
+def _accumulated(method: Method, params: Any, inputs: Callable[..., LossInputs], micro: tuple,
+                 n: int):
+    """The same over ``n`` micro-batches ``micro = (views, targets, index)``: the whole batch's
+    batch means first (if the loss has any), then the summed loss and gradient in a scan."""
+    # 2. The whole batch's means of the loss's batch-mean terms, if it has any.
+    def micro_means(xs):
+        v, t, i = xs
+        return method.loss(params, inputs(v, t, i)).batch_means
+
+    first = jax.tree.map(lambda x: x[0], micro)
+    full_means = None
+    if jax.tree.leaves(jax.eval_shape(micro_means, first)):
+        full_means = _mean0(jax.lax.map(micro_means, micro))
+
+    # 3. Loss and gradient of each micro-batch, summed in the scan's carry.
+    def body(carry, xs):
+        v, t, i = xs
+        micro_inputs = inputs(v, t, i, full_means)
+        (loss, out), g = jax.value_and_grad(
+            lambda p: _loss_and_aux(method, p, micro_inputs), has_aux=True)(params)
+        loss_sum, grad_sum = carry
+        return ((loss_sum + loss, jax.tree.map(jnp.add, grad_sum, g)),
+                (out.metrics, out.batch_stats))
+
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    (loss_sum, grad_sum), (metrics, batch_stats) = jax.lax.scan(body, zeros, micro)
+    # 4. Terms of the parameters alone, once.
+    (reg, reg_metrics), reg_grads = jax.value_and_grad(method.regularizer, has_aux=True)(params)
+    loss = loss_sum / n + reg
+    grads = jax.tree.map(lambda g, r: g / n + r, grad_sum, reg_grads)
+    return loss, grads, _mean0(metrics), reg_metrics, _mean0(batch_stats)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from jaxssl.train import schedules
+from jaxssl.methods.registry import method_class
+from jaxssl.ops import schedules
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -26,7 +27,8 @@ def warmup_steps(config: ml_collections.ConfigDict, total_steps: int) -> int:
 
 
 def hyperparams(config: ml_collections.ConfigDict, step: int, total_steps: int) -> dict:
-    """Every scheduled scalar of one optimiser step, as float32 numpy scalars.
+    """Every scheduled scalar of one optimiser step, as float32 numpy scalars: the shared ones and
+    the method's (:meth:`jaxssl.methods.base.Method.extra_hyperparams`).
 
     >>> from jaxssl.train.defaults import base_config
     >>> h = hyperparams(base_config(), 0, 100)
@@ -53,12 +55,8 @@ def hyperparams(config: ml_collections.ConfigDict, step: int, total_steps: int) 
         "entropy_weight": schedules.cosine_ramp(
             step, total_steps, lcfg.entropy_weight, lcfg.entropy_weight_end),
     }
-    if config.method == "excb":
-        # ExCB: centroid decay loss.centroid_wd_scale x the base at the start, cosine to 1x (the
-        # paper's ResNet-50 recipe: 10x, 1e-3 -> 1e-4; 1 = none); the base decay already reaches
-        # the centroids, so only the excess is added.
-        scale = schedules.cosine_ramp(step, total_steps, lcfg.centroid_wd_scale, 1.0)
-        out["prototype_decay"] = wd * (scale - 1.0)
+    # The method's own schedules (ExCB: the centroids' extra decay in "prototype_decay").
+    out.update(method_class(config.method).extra_hyperparams(config, step, total_steps, out))
     out = {k: np.float32(v) for k, v in out.items()}
     out["freeze_prototypes"] = np.bool_(step < config.optim.freeze_prototypes_steps)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -48,11 +49,9 @@ class MetricsLogger:
             print(f"Dropped {dropped} rows past step {initial_step} from {path} "
                   "(logged after the checkpoint this run resumes from).")
         self._file = open(path, "a", encoding="utf-8")
-        # Lazy on purpose: tensorboardX imports torch when it is installed (~4 s).
-        from tensorboardX import SummaryWriter
-
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                                 purge_step=initial_step + 1)
+        # Lazy, and without torch: tensorboardX imports torch when it is installed (~4 s).
+        self._tb = _summary_writer_class()(os.path.join(workdir, "tensorboard"),
+                                           purge_step=initial_step + 1)
         if progress:
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
                              dynamic_ncols=True, mininterval=1.0)
@@ -132,3 +131,21 @@ def drop_rows_after(path: str, step: int) -> int:
 
     atomic_write(path, write)
     return len(lines) - len(kept)
+
+
+def _summary_writer_class() -> type:
+    """tensorboardX's SummaryWriter, imported without torch.
+
+    tensorboardX imports torch, when installed, only to accept torch tensors (1-2 s of every
+    start-up); this logger writes Python floats, so torch is hidden for the duration of the
+    import (an ImportError, which tensorboardX expects) and left importable afterwards.
+    """
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return SummaryWriter

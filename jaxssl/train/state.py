@@ -36,6 +36,9 @@ class TrainState:
 def ema_update(teacher: Any, student: Any, momentum: jax.Array) -> Any:
     """theta_t <- m theta_t + (1 - m) theta_s (docs/methods.md §0), leaf by leaf.
 
+    Leaf by leaf on purpose: one raveled update (concatenate, update, split) measured slower on
+    CPU, as the concatenations cost more memory traffic than the per-leaf kernels.
+
     >>> import jax.numpy as jnp
     >>> ema_update({"w": jnp.zeros(2)}, {"w": jnp.ones(2)}, 0.75)["w"].tolist()
     [0.25, 0.25]

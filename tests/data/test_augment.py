@@ -300,3 +300,46 @@ def test_from_config_and_hashable():
     assert v == aug.ViewAugment(blur_prob=0.1, blur_sigma=(0.2, 1.0), hue=0.05)
     assert isinstance(v.blur_sigma, tuple) and hash(v) == hash(aug.ViewAugment.from_config(cfg))
     assert v.kernel_size(96, 96) == 9 and aug.ViewAugment(blur_kernel_size=5).kernel_size(8, 8) == 5
+
+
+# The DINO jitter (hue 0.1, saturation 0.2) at probability 1 with grayscale, blur and solarize,
+# so every op of the chain runs on every view.
+_GRAY_VIEWS = (
+    aug.ViewAugment(jitter_prob=1.0, grayscale_prob=0.5, blur_prob=1.0, blur_kernel_size=5,
+                    mean=(0.286,) * 3, std=(0.353,) * 3),
+    aug.ViewAugment(jitter_prob=1.0, grayscale_prob=0.5, blur_prob=0.5, solarize_prob=0.5),
+)
+
+
+def _gray_batch(seed=0, b=6, side=12):
+    rng = np.random.default_rng(seed)
+    one = rng.integers(0, 256, (b, 2, side, side, 1), np.uint8)
+    return one, np.repeat(one, 3, axis=-1)
+
+
+def test_gray_fast_path_equals_the_three_channel_path():
+    """Gray data stored as RGB (the Fashion-MNIST crops): the automatic one-channel path, the
+    stated one (gray=True) and one-channel input all give the three-channel chain's result
+    (gray=False), hue and saturation jitter included, to float32 rounding: XLA vectorises the
+    one- and three-channel loops differently (a last-bit difference in the blends)."""
+    fn = jax.jit(aug.augment_views, static_argnums=(2, 3))
+    one, rgb = _gray_batch()
+    key = jax.random.key(3)
+    reference = np.asarray(fn(key, rgb, _GRAY_VIEWS, False))
+    assert np.ptp(reference) > 1.0  # the chain did something
+    for got in (fn(key, rgb, _GRAY_VIEWS, None), fn(key, rgb, _GRAY_VIEWS, True),
+                fn(key, one, _GRAY_VIEWS, None)):
+        np.testing.assert_allclose(np.asarray(got), reference, rtol=0, atol=1e-6)
+
+
+def test_colour_batches_take_the_three_channel_path():
+    """One coloured pixel anywhere in the batch sends it down the full RGB chain: the result
+    equals gray=False and differs from the gray path (hue and saturation act on it)."""
+    fn = jax.jit(aug.augment_views, static_argnums=(2, 3))
+    _, rgb = _gray_batch(1)
+    rgb = rgb.copy()
+    rgb[0, 0, :, :, 0] = 255 - rgb[0, 0, :, :, 0]  # one view of one example becomes colourful
+    key = jax.random.key(4)
+    auto = np.asarray(fn(key, rgb, _GRAY_VIEWS, None))
+    np.testing.assert_array_equal(auto, np.asarray(fn(key, rgb, _GRAY_VIEWS, False)))
+    assert not np.array_equal(auto, np.asarray(fn(key, rgb, _GRAY_VIEWS, True)))

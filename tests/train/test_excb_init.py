@@ -12,10 +12,10 @@ from jaxssl.data.augment import normalize_images
 from jaxssl.data.crops import eval_view
 from jaxssl.data.spec import make_source
 from jaxssl.data.subset import random_subset
+from jaxssl.methods import excb_init
 from jaxssl.methods.base import variables
+from jaxssl.methods.excb_init import kmeans_init_centroids, sample_projections
 from jaxssl.methods.registry import build_method
-from jaxssl.train import excb_init
-from jaxssl.train.excb_init import kmeans_init_centroids, sample_projections
 from jaxssl.train.init_state import create_train_state
 from jaxssl.train.mesh import make_data_mesh
 from jaxssl.train.recipes import tiny
@@ -72,7 +72,7 @@ def _train_mode_projections(c, method, state, images, devices=8):
 
 def test_kmeans_init_uses_batch_statistics_projections_and_leaves_no_cluster_empty():
     c, method, state = _state_and_config()
-    new = kmeans_init_centroids(method, state, c, jax.random.key(1))
+    new = kmeans_init_centroids(method, state, c, jax.random.key(1), mesh=make_data_mesh())
     centroids = np.asarray(new.params["centroids"]["prototypes"]["kernel"])
     chex.assert_trees_all_close(centroids,
                                 np.asarray(new.teacher_params["centroids"]["prototypes"]["kernel"]))
@@ -137,7 +137,7 @@ def test_fewer_images_than_requested_uses_them_all_and_says_so(tmp_path, capsys)
 
     excb_init.sample_projections = spy
     try:
-        new = kmeans_init_centroids(method, state, c, jax.random.key(0))
+        new = kmeans_init_centroids(method, state, c, jax.random.key(0), mesh=make_data_mesh())
     finally:
         excb_init.sample_projections = real
     # 203 images, 8 devices: all 200 that divide evenly, each once.
@@ -159,7 +159,7 @@ def test_fewer_samples_than_clusters_fails_before_projecting(tmp_path, monkeypat
     monkeypatch.setattr(excb_init, "sample_projections", never)
     with pytest.raises(ValueError, match=r"config\.loss\.kmeans_samples=4096.*K = "
                        r"config\.head\.num_prototypes = 128.*has only 100 images"):
-        kmeans_init_centroids(method, state, c, jax.random.key(0))
+        kmeans_init_centroids(method, state, c, jax.random.key(0), mesh=make_data_mesh())
 
 
 def test_validate_rejects_fewer_samples_than_prototypes():

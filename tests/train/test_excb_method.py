@@ -49,7 +49,7 @@ def _loss_fn(c, method, batch_stats, teacher, state):
         return method.loss(params, LossInputs(
             views=views, targets=jax.lax.stop_gradient(targets.per_sample),
             batch_stats=batch_stats, method_state=state, hyper=hyper, draws={},
-            key=jax.random.key(1)))[0]
+            key=jax.random.key(1))).loss
 
     return jax.jit(jax.value_and_grad(loss))
 

@@ -3,7 +3,7 @@ class-balanced subset, not the first examples in source order."""
 
 import numpy as np
 
-from jaxssl.train.final_eval import eval_batches
+from jaxssl.eval.final import eval_batches
 from jaxssl.train.recipes import tiny
 
 

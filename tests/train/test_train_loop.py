@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxssl.eval.final import online_knn_probe
 from jaxssl.train import loop as loop_lib
 from jaxssl.train.checkpoint import Checkpointer
 from jaxssl.train.recipes import tiny
@@ -24,7 +25,8 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     c.train.num_steps = 6
     # The online k-NN probe runs on held-out subsets every 3 steps; it must not disturb training.
     c.train.update(online_knn_every=3, online_knn_train_size=1000, online_knn_test_size=500)
-    full = loop_lib.train(c, str(tmp_path / "full"))
+    # The probe comes in as the on_log callback (the CLI passes it the same way).
+    full = loop_lib.train(c, str(tmp_path / "full"), on_log=online_knn_probe)
     part = loop_lib.train(c, str(tmp_path / "part"), stop_after=3)
     assert part["stopped"] and part["step"] == 3
     rest = loop_lib.train(c, str(tmp_path / "part"))
@@ -45,6 +47,24 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
               if "online_knn_top1" in r}
     assert sorted(probes) == [3, 6]
     assert all(0.1 < v <= 1.0 for v in probes.values())  # above chance for 10 classes
+
+
+def test_flattened_optimizer_state_resumes_bit_identically(tmp_path):
+    """optim.flatten=True keeps one moment vector per parameter group (and empty states for
+    absent groups): orbax saves and restores that layout, and resuming reproduces the run."""
+    c = tiny("dino")
+    c.optim.flatten = True
+    c.train.num_steps = 4
+    full = loop_lib.train(c, str(tmp_path / "full"))
+    loop_lib.train(c, str(tmp_path / "part"), stop_after=2)
+    rest = loop_lib.train(c, str(tmp_path / "part"))
+    assert rest["resumed"] and rest["step"] == 4
+    flat_moments = [x for x in jax.tree.leaves(full["state"].opt_state) if x.ndim == 1]
+    assert flat_moments and max(x.size for x in flat_moments) > 1000  # really flattened
+    chex.assert_trees_all_equal(jax.device_get(full["state"].params),
+                                jax.device_get(rest["state"].params))
+    chex.assert_trees_all_equal(jax.device_get(full["state"].opt_state),
+                                jax.device_get(rest["state"].opt_state))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -68,3 +88,26 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     restored = ckpt.restore_raw()
     leaves = jax.tree.leaves(restored["params"])
     assert leaves and all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+
+
+def test_callbacks_see_logged_steps_and_the_end(tmp_path):
+    """on_log runs at every logged step and adds to its metrics row; on_end runs once, after the
+    last step, and adds to the summary; the trainer itself evaluates nothing (no report.json)."""
+    c = tiny("carp")
+    c.train.update(num_steps=3, log_every=2)
+    logged, ended = [], []
+
+    def on_log(event: loop_lib.LogEvent) -> dict:
+        logged.append((event.step, int(event.state.step)))
+        return {"probe": 10.0 * event.step}
+
+    def on_end(event: loop_lib.EndEvent) -> dict:
+        ended.append((event.step, int(event.state.step), event.is_main, event.workdir))
+        return {"extra": "done"}
+
+    out = loop_lib.train(c, str(tmp_path), on_log=on_log, on_end=on_end)
+    assert logged == [(2, 2), (3, 3)]  # every log_every steps and the last one
+    assert ended == [(3, 3, True, str(tmp_path))]
+    assert out["extra"] == "done" and out["step"] == 3 and not out["stopped"]
+    assert {r["step"]: r["probe"] for r in metrics_rows(tmp_path)} == {2: 20.0, 3: 30.0}
+    assert not os.path.exists(tmp_path / "report.json")

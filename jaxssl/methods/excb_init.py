@@ -22,6 +22,7 @@ Here (``kmeans_init_centroids``):
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,10 +36,15 @@ from jaxssl.data.delivery import to_global_batch
 from jaxssl.data.pipeline import make_eval_iterator
 from jaxssl.data.subset import SubsetSource, random_subset
 from jaxssl.ops.kmeans import spherical_kmeans
-from jaxssl.train.mesh import DATA_AXIS, batch_sharding, make_data_mesh
-from jaxssl.train.state import TrainState
 
 MAX_RESTARTS = 10
+
+
+def _data_axis(mesh: jax.sharding.Mesh) -> str:
+    """The name of the trainer's 1-D data mesh's only axis (the batch is sharded over it)."""
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"the ExCB k-means expects a 1-D data mesh, got axes {mesh.axis_names}")
+    return mesh.axis_names[0]
 
 
 def kmeans_sample_size(requested: int, k: int, dataset_size: int, num_devices: int, *,
@@ -80,7 +86,7 @@ def _process_rows(x: jax.Array) -> np.ndarray:
     return np.concatenate([np.asarray(shards[start].data) for start in sorted(shards)])
 
 
-def sample_projections(method, state: TrainState, config: ml_collections.ConfigDict,
+def sample_projections(method, state: Any, config: ml_collections.ConfigDict,
                        mesh: jax.sharding.Mesh, indices: np.ndarray) -> jax.Array:
     """Teacher projections [n, D] (float32) of the training images ``indices``, row ``i`` the
     projection of image ``indices[i]``, sharded over ``mesh``'s data axis; the images are read,
@@ -93,8 +99,9 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     train step's teacher normalises over; the last batch takes the rest), so they do not depend
     on the number of processes, and neither does the result.
     """
+    axis = _data_axis(mesh)
     indices = np.asarray(indices)
-    n, shards = len(indices), mesh.shape[DATA_AXIS]
+    n, shards = len(indices), mesh.shape[axis]
     if n % shards:
         raise ValueError(f"{n} samples are not a multiple of the {shards} devices of the mesh")
     per_slot = n // shards
@@ -103,7 +110,7 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     # and to_global_batch give them.
     # (A one-device mesh maps its device to slice(None): start None means row 0.)
     slots = sorted({(sl[0].start or 0) // per_slot for sl in NamedSharding(
-        mesh, PartitionSpec(DATA_AXIS)).addressable_devices_indices_map((n,)).values()})
+        mesh, PartitionSpec(axis)).addressable_devices_indices_map((n,)).values()})
     steps = [(s, min(per_step, per_slot - s)) for s in range(0, per_slot, per_step)]
     reads = np.concatenate([indices[j * per_slot + s:j * per_slot + s + rows]
                             for s, rows in steps for j in slots])
@@ -127,7 +134,8 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
     def project(params, batch_stats, images):
         out = method.project(params, batch_stats, normalize_images(images, mean, std),
                              train=True)
-        return jax.lax.with_sharding_constraint(out.astype(jnp.float32), batch_sharding(mesh))
+        return jax.lax.with_sharding_constraint(out.astype(jnp.float32),
+                                                NamedSharding(mesh, PartitionSpec(axis)))
 
     out = None
     for (s, rows), b in zip(steps, it):
@@ -139,22 +147,23 @@ def sample_projections(method, state: TrainState, config: ml_collections.ConfigD
         if out is None:
             out = np.empty((len(slots), per_slot, proj.shape[1]), np.float32)
         out[:, s:s + rows] = proj.reshape(len(slots), rows, -1)
-    sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
+    sharding = NamedSharding(mesh, PartitionSpec(axis, None))
     return jax.make_array_from_process_local_data(sharding, out.reshape(-1, out.shape[-1]))
 
 
-def kmeans_init_centroids(method, state: TrainState, config: ml_collections.ConfigDict,
-                          key: jax.Array, *, mesh: jax.sharding.Mesh | None = None,
-                          max_restarts: int = MAX_RESTARTS) -> TrainState:
+def kmeans_init_centroids(method, state: Any, config: ml_collections.ConfigDict,
+                          key: jax.Array, *, mesh: jax.sharding.Mesh,
+                          max_restarts: int = MAX_RESTARTS) -> Any:
     """Replaces student and teacher centroids by spherical k-means centroids of teacher
     projections of a random training sample (see the module docstring), restarting with a new
     key until no cluster is empty; raises ValueError if ``max_restarts`` restarts do not.
+    ``state`` is the train state (``params``, ``teacher_params``, ``teacher_batch_stats`` and
+    ``replace``); ``mesh`` the trainer's 1-D data mesh.
     """
-    mesh = make_data_mesh() if mesh is None else mesh
     k, requested = int(config.head.num_prototypes), int(config.loss.kmeans_samples)
     spec = config.data.dataset
     size = len(DataConfig.from_config(config.data).source("train"))
-    devices = mesh.shape[DATA_AXIS]
+    devices = mesh.shape[_data_axis(mesh)]
     n = kmeans_sample_size(requested, k, size, devices, dataset=spec)
     if jax.process_index() == 0 and size < requested:
         print(f"ExCB k-means: {spec!r} has {size} training images, fewer than "
