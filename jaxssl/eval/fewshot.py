@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxssl.eval.knn import topk_accuracy
+from jaxssl.eval.knn import l2_normalise_rows, topk_accuracy
 from jaxssl.eval.linear import as_feature_splits, fit_softmax_regression, predict_logits
 
 
@@ -37,10 +37,6 @@ def few_shot_indices(
     picks = [rng.choice(np.flatnonzero(labels == c), size=shots, replace=False)
              for c in classes]
     return np.concatenate(picks)
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def few_shot(
@@ -77,7 +73,8 @@ def few_shot(
         raise ValueError(f"num_splits must be >= 1; got {num_splits}")
     if num_classes is None:
         num_classes = int(max(train_y.max(), test_y.max())) + 1
-    train_x, test_x = _l2(train_x), _l2(test_x)
+    train_x = l2_normalise_rows(train_x).astype(np.float32)
+    test_x = l2_normalise_rows(test_x).astype(np.float32)
     out: dict[str, dict[str, Any]] = {}
     for n in shots:
         accs = []

@@ -21,8 +21,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 _NEG = -3.0  # below any cosine similarity: marks padded bank rows so they never win top-k
 
 
-def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    # Zero vectors stay zero (similarity 0 to everything) instead of becoming NaN.
+def l2_normalise_rows(x: np.ndarray) -> np.ndarray:
+    """Host-side ``x / max(|x|, 1e-12)`` per row, in ``x``'s dtype (float64 stays float64).
+
+    The evaluation's one numpy L2 normalisation (k-NN, few-shot, prototype distances); the
+    traced, float32 one is ``jaxssl.ops.normalize.l2_normalize``. A zero row stays zero
+    (similarity 0 to everything) instead of becoming NaN.
+
+    >>> l2_normalise_rows(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
+    """
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norm, 1e-12)
 
@@ -135,8 +143,8 @@ def knn_votes(
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1; got {block_size}")
 
-    bank = _l2_normalise(train_features)
-    query = _l2_normalise(query_features)
+    bank = l2_normalise_rows(train_features)
+    query = l2_normalise_rows(query_features)
     n = bank.shape[0]
     valid = np.ones(n, bool)
     if mesh is None:

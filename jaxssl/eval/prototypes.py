@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssl.eval.knn import l2_normalise_rows
 from jaxssl.losses.koleo import count_unique_prototypes, nearest_candidates
 
 DEFAULT_THRESHOLDS = (1e-1, 1e-2, 1e-3, 1e-4)
@@ -61,7 +62,7 @@ def nearest_neighbour_distances(
     [0.0, 0.0, 1.4142]
     """
     w = _check_prototypes(prototypes).astype(np.float64)
-    wn = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    wn = l2_normalise_rows(w)
     chunk = max(1, min(int(chunk_size), wn.shape[0]))
     # Cosine candidates (koleo's search, 8 per row) re-ranked by exact distance: float32 cosines
     # cannot order distances < ~2e-4.
