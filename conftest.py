@@ -22,6 +22,12 @@ os.environ["JAXSSL_COMPILATION_CACHE_DIR"] = os.environ["JAX_COMPILATION_CACHE_D
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+# The CLIs re-execute themselves once to add glibc's huge-page tunable (jaxssl.host_malloc);
+# setting it here saves that second start in every test that runs a CLI in a subprocess.
+from jaxssl.host_malloc import huge_page_env  # noqa: E402
+
+os.environ.update(huge_page_env(dict(os.environ)) or {})
+
 # grain's worker processes parse absl flags on start-up; under pytest nobody else does.
 from absl import flags  # noqa: E402
 

@@ -44,6 +44,8 @@ import tempfile
 import time
 from typing import Any
 
+from jaxssl.host_malloc import huge_page_env
+
 SIDES = ("jaxssl", "torch")  # A, B: the order of the blocks in every round
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_speed_worker.py")
 SUMMARY_HEADER = ("| threads | framework | median ms | p10 ms | p90 ms | images/s | CPU ms "
@@ -61,9 +63,16 @@ class Worker:
                "--batch", str(args.batch), "--threads", str(threads),
                "--warmup", str(args.warmup), "--seed", str(args.seed)]
         cmd += ["--tiny"] if args.tiny else []
+        # "huge": XLA's per-step scratch on transparent huge pages, as python -m jaxssl.train
+        # runs (jaxssl.host_malloc); "system": glibc's defaults.
+        malloc = args.jaxssl_malloc if side == "jaxssl" else args.torch_malloc
+        env = dict(os.environ)
+        env.pop("GLIBC_TUNABLES", None)
+        env = (huge_page_env(env) or env) if malloc == "huge" else env
+        self.malloc = "huge" if "hugetlb" in env.get("GLIBC_TUNABLES", "") else "system"
         with open(self.log_path, "w", encoding="utf-8") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=log, text=True, bufsize=1)
+                                         stderr=log, text=True, bufsize=1, env=env)
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -94,7 +103,7 @@ def run_setting(args: argparse.Namespace, threads: int, log_dir: str) -> dict[st
     """Both workers at ``threads``: warm-up, the interleaved rounds, the breakdown."""
     workers = {side: Worker(side, args, threads, log_dir) for side in SIDES}
     try:
-        info = {side: w.ready() for side, w in workers.items()}
+        info = {side: dict(w.ready(), malloc=w.malloc) for side, w in workers.items()}
         steps: dict[str, list] = {side: [] for side in SIDES}
         blocks = []
         for r in range(args.rounds):
@@ -184,7 +193,10 @@ def render(result: dict[str, Any]) -> str:
              "",
              f"Machine: {m['cpu_model']}, {m['cpus']} CPUs, Linux {m['kernel']}, Python "
              f"{m['python']}; jax {first['jaxssl']['jax']}, torch {first['torch']['torch']}, "
-             f"peer loss: {first['torch']['loss']}. Started {m['date_utc']}, load average "
+             f"peer loss: {first['torch']['loss']}; large host blocks: jaxssl "
+             f"{first['jaxssl'].get('malloc', '?')} pages, torch "
+             f"{first['torch'].get('malloc', '?')} pages (jaxssl.host_malloc). Started "
+             f"{m['date_utc']}, load average "
              f"{'/'.join(f'{x:.2f}' for x in m['load_avg'])} (1/5/15 min); finished "
              f"{result['finished_utc']}, load {'/'.join(f'{x:.2f}' for x in result['load_end'])}.",
              "", SUMMARY_HEADER, "|" + "---|" * 9]
@@ -240,6 +252,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="timed calls of each jitted jaxssl part (0: no breakdown)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help="1-block ViT, small heads (for tests)")
+    p.add_argument("--jaxssl-malloc", default="huge", choices=("huge", "system"),
+                   help="jaxssl's host memory: huge = huge pages for large blocks "
+                        "(jaxssl.host_malloc), as python -m jaxssl.train runs (default); "
+                        "system = glibc's defaults")
+    p.add_argument("--torch-malloc", default="system", choices=("huge", "system"),
+                   help="the same choice for the torch peer (default: its own, system)")
     p.add_argument("--out", default=None, help="also write every figure to this JSON file")
     args = p.parse_args(argv)
     for name in ("rounds", "steps_per_round", "batch"):

@@ -2,7 +2,7 @@
 
 Lowest first::
 
-    ops, shared (_extras, cli_errors, compile_cache, exit_codes, output_paths)
+    ops, shared (_extras, cli_errors, compile_cache, exit_codes, host_malloc, output_paths)
       -> losses, models, data
       -> methods -> train -> eval, export -> entry points (``__main__.py``)
 
@@ -33,7 +33,8 @@ PACKAGE_ROOT = pathlib.Path(jaxssl.__file__).resolve().parent
 # package -> layer, lowest 0. The top-level modules are one package, "shared".
 LAYER = {"ops": 0, "shared": 0, "losses": 1, "models": 1, "data": 1, "methods": 2, "train": 3,
          "eval": 4, "export": 4}
-SHARED_MODULES = {"_extras", "cli_errors", "compile_cache", "exit_codes", "output_paths"}
+SHARED_MODULES = {"_extras", "cli_errors", "compile_cache", "exit_codes", "host_malloc",
+                  "output_paths"}
 # Siblings of one layer may import each other only here (the bottom layer's two halves).
 SAME_LAYER_OK = {("ops", "shared"), ("shared", "ops")}
 ENTRY_POINT = "__main__"

@@ -4,6 +4,13 @@
 
 from __future__ import annotations
 
+from jaxssl.host_malloc import reexec_with_huge_pages
+
+if __name__ == "__main__":
+    # First, before the heavy imports below: re-executes once with glibc's huge-page tunable
+    # for XLA's per-step scratch memory (jaxssl.host_malloc; JAXSSL_SYSTEM_MALLOC=1 opts out).
+    reexec_with_huge_pages()
+
 import argparse
 import sys
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxssl.models.attention_cpu import attention_heads_first
 from jaxssl.models.gelu import gelu_erf
 from jaxssl.models.layer_norm import LayerNorm
 from jaxssl.models.linear import dense_dot_general
@@ -71,8 +72,8 @@ class Attention(nn.Module):
 
     The projections run on the 2-D [B*N, D] view of the tokens; the attention itself is
     ``jax.nn.dot_product_attention`` with ``implementation=None`` on GPU/TPU (cuDNN's fused kernel
-    where the dtype and shapes allow) and, on CPU only, the same einsums with heads moved first
-    once (fewer layout copies); logits and softmax in float32 either way.
+    where the dtype and shapes allow) and, on CPU only, :func:`attention_heads_first` (heads moved
+    first once, a backward of plain GEMMs); logits and softmax in float32 either way.
     """
 
     num_heads: int
@@ -88,7 +89,7 @@ class Attention(nn.Module):
             )
         qkv = _dense(self, 3 * d, "qkv")(x.reshape(b * n, d))
         qkv = qkv.reshape(b, n, 3, self.num_heads, d // self.num_heads)
-        out = lax.platform_dependent(qkv, cpu=_attention_heads_first, default=_attention_fused)
+        out = lax.platform_dependent(qkv, cpu=attention_heads_first, default=_attention_fused)
         return _dense(self, d, "proj")(out.reshape(b * n, d)).reshape(b, n, d)
 
 
@@ -96,17 +97,6 @@ def _attention_fused(qkv: jax.Array) -> jax.Array:
     # softmax(q k^T / sqrt(head_dim)) v per head (Vaswani et al., eq. 1), [B, N, H, hd]; on GPU
     # jax.nn.dot_product_attention may pick cuDNN's fused kernel.
     return jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
-
-
-def _attention_heads_first(qkv: jax.Array) -> jax.Array:
-    # The same attention with one transpose of qkv to [3, B, H, N, hd] and one of the output back
-    # to [B, N, H, hd]: XLA:CPU otherwise copies q, k and v to heads-first layouts separately in
-    # the forward and again in the backward (value + VJP of one 17-token layer: 4.9 -> 3.7 ms,
-    # benchmarks/RESULTS.md, "ViT backward, round 2"). Logits and softmax in float32.
-    q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))
-    logits = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
-    probs = jax.nn.softmax(logits * q.shape[-1] ** -0.5, axis=-1).astype(v.dtype)
-    return jnp.transpose(jnp.einsum("bhqk,bhkd->bhqd", probs, v), (0, 2, 1, 3))
 
 
 class Mlp(nn.Module):

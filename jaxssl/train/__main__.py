@@ -3,7 +3,8 @@
 Any config field can be overridden with ml_collections syntax, e.g.
 ``--config.train.batch_size=256 --config.loss.koleo_weight=0.1``. Running the same command again
 resumes from the newest checkpoint in the workdir. Compiled programs are cached on disk
-(``--compilation_cache_dir DIR``, ``--no_compilation_cache``: :mod:`jaxssl.compile_cache`). Exit
+(``--compilation_cache_dir DIR``, ``--no_compilation_cache``: :mod:`jaxssl.compile_cache`), and
+XLA's per-step scratch memory is mapped with huge pages (:mod:`jaxssl.host_malloc`). Exit
 statuses are listed in
 :mod:`jaxssl.exit_codes` (75: preempted after saving, run again to resume).
 
@@ -13,6 +14,13 @@ online k-NN probe and the final evaluation (:mod:`jaxssl.eval.final`) to the tra
 """
 
 from __future__ import annotations
+
+from jaxssl.host_malloc import reexec_with_huge_pages
+
+if __name__ == "__main__":
+    # First, before the heavy imports below: re-executes once with glibc's huge-page tunable
+    # for XLA's per-step scratch memory (jaxssl.host_malloc; JAXSSL_SYSTEM_MALLOC=1 opts out).
+    reexec_with_huge_pages()
 
 import sys
 
