@@ -7,8 +7,11 @@ Valid forms (``SPEC_FORMS``)::
   folder:/path/to/root           root/<class>/<images>
   npz:/path/to/file.npz          arrays 'images' and 'labels'
 
-each with an optional ``:ltRHO`` suffix (e.g. ``fashion_mnist:lt100``) for a long-tailed training
-split with imbalance ratio RHO (the test split stays balanced).
+each with an optional ``:valN`` suffix (e.g. ``fashion_mnist:val10000``): a validation split of
+N class-balanced images held out of the train split, served as ``"test"``, the rest as ``"train"``
+(jaxssl.data.holdout; for choosing recipes without the test set), then an optional ``:ltRHO``
+suffix (e.g. ``fashion_mnist:lt100``) for a long-tailed training split with imbalance ratio RHO
+(the test split stays balanced).
 
 Splits are ``"train"`` and ``"test"``. Folder: ``train`` is ``root/train`` and ``test`` is the
 first of ``root/val``, ``root/validation``, ``root/test`` that exists; when ``root/train`` does not
@@ -26,6 +29,7 @@ import os
 import re
 from pathlib import Path
 
+from jaxssl.data.holdout import holdout_split
 from jaxssl.data.long_tail import LongTailSource
 from jaxssl.data.sources.folder import ImageFolderSource
 from jaxssl.data.sources.idx import IdxSource
@@ -38,9 +42,13 @@ SPEC_FORMS = (
     "tfds:NAME",
     "folder:/path/to/root",
     "npz:/path/to/file.npz",
-    "any of these + ':ltRHO' (long-tailed train split, e.g. 'fashion_mnist:lt100')",
+    "any of these + ':valN' (N train images held out as the test split, e.g. "
+    "'fashion_mnist:val10000')",
+    "any of these (after ':valN', if any) + ':ltRHO' (long-tailed train split, e.g. "
+    "'fashion_mnist:lt100')",
 )
 _LT_SUFFIX = re.compile(r"^(?P<base>.+):lt(?P<rho>\d+(\.\d*)?)$")
+_VAL_SUFFIX = re.compile(r"^(?P<base>.+):val(?P<n>\d+)$")
 
 
 # Image side of the datasets whose size is fixed and known without reading them.
@@ -57,20 +65,22 @@ class DatasetSpec:
 
     >>> spec = DatasetSpec.parse("fashion_mnist:lt100")
     >>> spec, str(spec), str(spec.balanced()), spec.image_side
-    (DatasetSpec(kind='idx', target='fashion_mnist', rho=100.0), 'fashion_mnist:lt100', \
+    (DatasetSpec(kind='idx', target='fashion_mnist', rho=100.0, holdout=None), \
+'fashion_mnist:lt100', \
 'fashion_mnist', 28)
     """
 
     kind: str
     target: str
     rho: float | None = None
+    holdout: int | None = None  # :valN, N train images held out as the test split
 
     @classmethod
     def parse(cls, spec: str | DatasetSpec) -> DatasetSpec:
         """Parses a spec string without touching any data (a ``DatasetSpec`` passes through).
 
         >>> DatasetSpec.parse("folder:/data/imagenet")
-        DatasetSpec(kind='folder', target='/data/imagenet', rho=None)
+        DatasetSpec(kind='folder', target='/data/imagenet', rho=None, holdout=None)
         >>> DatasetSpec.parse("cifar")
         Traceback (most recent call last):
         ...
@@ -89,19 +99,28 @@ class DatasetSpec:
             spec, rho = match.group("base"), float(match.group("rho"))
             if rho < 1:
                 raise ValueError(f"long-tail ratio in dataset spec must be >= 1, got lt{rho:g}.")
+        holdout = None
+        match = _VAL_SUFFIX.match(spec)
+        if match:
+            spec, holdout = match.group("base"), int(match.group("n"))
+            if holdout < 1:
+                raise ValueError(
+                    f"validation hold-out in dataset spec must be >= 1, got val{holdout}.")
         if spec in _IDX_IMAGE_SIDE:
-            return cls("idx", spec, rho)
+            return cls("idx", spec, rho, holdout)
         kind, sep, target = spec.partition(":")
         if sep and target and kind in ("tfds", "folder", "npz"):
-            return cls(kind, target, rho)
+            return cls(kind, target, rho, holdout)
         raise ValueError(f"unknown dataset spec {spec!r}; valid forms: {', '.join(SPEC_FORMS)}.")
 
     def __str__(self) -> str:
         base = self.target if self.kind == "idx" else f"{self.kind}:{self.target}"
+        base = base if self.holdout is None else f"{base}:val{self.holdout}"
         return base if self.rho is None else f"{base}:lt{self.rho:g}"
 
     def balanced(self) -> DatasetSpec:
-        """The same dataset without the long-tail suffix (its balanced train split)."""
+        """The same dataset without the long-tail suffix (its balanced train split); a ``:valN``
+        hold-out is kept."""
         return dataclasses.replace(self, rho=None)
 
     @property
@@ -114,7 +133,7 @@ def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
     """``DatasetSpec.parse``: a spec string -> a ``DatasetSpec``, without touching any data.
 
     >>> parse_spec("fashion_mnist:lt100")
-    DatasetSpec(kind='idx', target='fashion_mnist', rho=100.0)
+    DatasetSpec(kind='idx', target='fashion_mnist', rho=100.0, holdout=None)
     """
     return DatasetSpec.parse(spec)
 
@@ -156,9 +175,14 @@ def make_source(
     14886
     """
     parsed = DatasetSpec.parse(spec)
-    if parsed.kind != "tfds" and split not in ("train", "test"):
+    if (parsed.kind != "tfds" or parsed.holdout is not None) and split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test' for {str(parsed)!r}, got {split!r}.")
-    if parsed.kind == "idx":
+    if parsed.holdout is not None:
+        # Both splits of a :valN spec come from the official train split (jaxssl.data.holdout).
+        whole_train = make_source(dataclasses.replace(parsed, rho=None, holdout=None), "train",
+                                  data_dir=data_dir, seed=seed, skip_corrupt=skip_corrupt)
+        source = holdout_split(whole_train, parsed.holdout, split)
+    elif parsed.kind == "idx":
         source = IdxSource(parsed.target, split, data_dir=data_dir)
     elif parsed.kind == "tfds":
         source = TfdsSource(

@@ -282,12 +282,16 @@ class _Run:
 
     def write_row(self, step: int, total: int, metrics: dict, fingerprint: int) -> None:
         """The metrics row of a logged step: the step's metrics, throughput, the data
-        fingerprint, prototype diagnostics when due, and what ``on_log`` adds."""
+        fingerprint, the training seconds so far, prototype diagnostics when due, and what
+        ``on_log`` adds."""
         c = self.config.train
         self.images_per_s = self.log.images_per_second(step)
         row = {k: v for k, v in jax.device_get(metrics).items()}
         row["images_per_s"] = self.images_per_s
         row["data_fingerprint"] = fingerprint
+        # Wall-clock seconds of training so far, earlier sessions of a resumed run included (the
+        # x axis of a learning curve against time); measured before this row's probes run.
+        row["train_seconds"] = self.spent_before + time.perf_counter() - self.t_start
         if c.prototype_diag_every and (step % c.prototype_diag_every == 0 or step == total):
             protos = self.method.prototypes(self.state.teacher_params)
             if protos is not None:

@@ -119,3 +119,60 @@ def test_missing_paths_are_named(tmp_path):
 def test_bad_split():
     with pytest.raises(ValueError, match="split must be 'train' or 'test'.*'valid'"):
         make_source("fashion_mnist", "valid")
+
+
+@pytest.mark.parametrize(
+    "text, spec",
+    [
+        ("fashion_mnist:val10000", DatasetSpec("idx", "fashion_mnist", holdout=10000)),
+        ("fashion_mnist:val10000:lt100", DatasetSpec("idx", "fashion_mnist", 100.0, 10000)),
+        ("npz:/d/x.npz:val50", DatasetSpec("npz", "/d/x.npz", holdout=50)),
+        ("tfds:cifar10:3.0.2:val5000", DatasetSpec("tfds", "cifar10:3.0.2", holdout=5000)),
+    ],
+)
+def test_validation_suffix_parses_and_round_trips(text, spec):
+    assert DatasetSpec.parse(text) == spec
+    assert str(spec) == text
+    # balanced() drops the long tail only; the hold-out stays (it defines both splits).
+    assert spec.balanced().holdout == spec.holdout and spec.balanced().rho is None
+
+
+def test_validation_suffix_rejects_zero_and_wrong_order():
+    with pytest.raises(ValueError, match="val0"):
+        DatasetSpec.parse("fashion_mnist:val0")
+    with pytest.raises(ValueError, match="unknown dataset spec"):
+        DatasetSpec.parse("fashion_mnist:lt100:val10000")  # ':valN' comes before ':ltRHO'
+
+
+def _npz(tmp_path, n_per_class=30, classes=4):
+    labels = np.repeat(np.arange(classes), n_per_class)
+    # Each image carries its own index in pixel (0, 0), so examples can be told apart.
+    images = np.zeros((len(labels), 4, 4, 1), np.uint8)
+    images[:, 0, 0, 0] = np.arange(len(labels))
+    path = tmp_path / "d.npz"
+    np.savez(path, images=images, labels=labels)
+    return path, labels
+
+
+def test_validation_split_is_a_balanced_fixed_disjoint_part_of_train(tmp_path):
+    path, labels = _npz(tmp_path)
+    val = make_source(f"npz:{path}:val20", "test")
+    rest = make_source(f"npz:{path}:val20", "train")
+    ids = lambda src: [int(src[i]["image"][0, 0, 0]) for i in range(len(src))]  # noqa: E731
+    assert len(val) == 20 and len(rest) == len(labels) - 20
+    # Disjoint and together the whole train file; the held-out part is class-balanced.
+    assert sorted(ids(val) + ids(rest)) == list(range(len(labels)))
+    assert np.bincount(labels[ids(val)]).tolist() == [5, 5, 5, 5]
+    # Fixed: another call (and any training seed) gives the same validation images.
+    assert ids(make_source(f"npz:{path}:val20", "test", seed=7)) == ids(val)
+    # A long tail after it subsamples the remaining train part only.
+    lt = make_source(f"npz:{path}:val20:lt5", "train")
+    assert set(ids(lt)) <= set(ids(rest))
+    assert np.bincount(labels[ids(lt)]).tolist()[0] == 25 and len(lt) < len(rest)
+    assert ids(make_source(f"npz:{path}:val20:lt5", "test")) == ids(val)
+
+
+def test_validation_split_too_large_names_the_bound(tmp_path):
+    path, labels = _npz(tmp_path)
+    with pytest.raises(ValueError, match=f"0 < N < {len(labels)}"):
+        make_source(f"npz:{path}:val{len(labels)}", "test")

@@ -47,6 +47,10 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
               if "online_knn_top1" in r}
     assert sorted(probes) == [3, 6]
     assert all(0.1 < v <= 1.0 for v in probes.values())  # above chance for 10 classes
+    # The training clock of the rows runs on across the stop: the resumed session starts from
+    # the seconds saved with the step-3 checkpoint.
+    clock = [r["train_seconds"] for r in metrics_rows(tmp_path / "part")]
+    assert len(clock) == 6 and clock[0] > 0 and all(b >= a for a, b in zip(clock, clock[1:]))
 
 
 def test_flattened_optimizer_state_resumes_bit_identically(tmp_path):
