@@ -61,7 +61,7 @@ class DataConfig:
     >>> section.dataset = "fashion_mnist:lt10"
     >>> data = DataConfig.from_config(section)
     >>> data.spec, data.global_crops.scale
-    (DatasetSpec(kind='idx', target='fashion_mnist', rho=10.0), (0.4, 1.0))
+    (DatasetSpec(kind='idx', target='fashion_mnist', rho=10.0, holdout=None), (0.4, 1.0))
     >>> section.interpolation = "nearest"
     >>> DataConfig.from_config(section)
     Traceback (most recent call last):

@@ -31,6 +31,7 @@ from jaxssl.eval.features import extract_split, load_features, save_features
 from jaxssl.eval.protocols import PROTOCOLS, run_protocols, two_view_agreement
 from jaxssl.eval.report import to_jsonable, write_report
 from jaxssl.eval.restore import WHICH, load_pretrained
+from jaxssl.methods.base import EVAL_FEATURES
 from jaxssl.output_paths import PathError, check_output_file
 
 # Training-curve keys plotted when metrics.jsonl has them (methods log different subsets).
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset spec (default: the run's config.data.dataset); a long-tailed "
                         "':ltRHO' spec is evaluated on its balanced splits")
     p.add_argument("--data-dir", default=None, help="data directory (default: the run's)")
+    p.add_argument("--features", choices=EVAL_FEATURES, default=None,
+                   help="what to embed (default: the run's config.eval.features): cls, or "
+                        "cls_avgpool = CLS next to the mean patch token (ViT only)")
     p.add_argument("--train-limit", type=int, default=0,
                    help="evaluate on a seeded random subset of this many train images (0: all)")
     p.add_argument("--test-limit", type=int, default=0,
@@ -187,6 +191,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = pre.config
     if args.data_dir is not None:
         cfg.data.data_dir = args.data_dir
+    if args.features is not None:
+        if args.features == "cls_avgpool" and not cfg.model.backbone.startswith("vit"):
+            raise ValueError(f"--features cls_avgpool needs a ViT backbone; this run's is "
+                             f"{cfg.model.backbone!r}")
+        # pre.method embeds with this config (Method.embed reads eval.features at each call).
+        cfg.eval.features = args.features
     spec = balanced_spec(args.dataset or cfg.data.dataset)
     batch = int(args.batch_size or cfg.eval.batch_size)
     if batch < 1:

@@ -38,6 +38,7 @@ large batch.
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -47,6 +48,9 @@ import numpy as np
 
 from jaxssl.losses.koleo import koleo_proto_loss
 from jaxssl.models import get_prototypes
+
+# config.eval.features: what Method.embed returns (jaxssl/train/defaults.py explains).
+EVAL_FEATURES = ("cls", "cls_avgpool")
 
 Views = dict[str, jax.Array]  # "global": f32 [B, G, H, W, C], optional "local", "mask", ...
 
@@ -204,9 +208,16 @@ class Method(abc.ABC):
         return method_state
 
     def embed(self, params: Any, batch_stats: Any, images: jax.Array) -> jax.Array:
-        """Backbone features [B, D] of normalised float images [B, H, W, C] (eval mode)."""
-        return self.model.apply(variables(params, batch_stats), images, train=False,
-                                deterministic=True, method="features")
+        """Backbone features of normalised float images [B, H, W, C] (eval mode): [B, D] for
+        ``eval.features="cls"``, [B, 2D] (CLS, mean patch token) for ``"cls_avgpool"``."""
+        apply = functools.partial(self.model.apply, variables(params, batch_stats), images,
+                                  train=False, deterministic=True, method="features")
+        if self.config.eval.get("features", "cls") == "cls":
+            return apply()
+        # DINO's ViT evaluation feature: the CLS token next to the average of the patch tokens
+        # (both after the final LayerNorm).
+        cls, tokens = apply(return_patch_tokens=True)
+        return jnp.concatenate([cls, jnp.mean(tokens, axis=1)], axis=-1)
 
     def prototypes(self, params: Any) -> jax.Array | None:
         """The prototype / centroid matrix [K, D] (raw rows) of ``params[prototype_module]``."""

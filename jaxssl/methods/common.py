@@ -76,8 +76,10 @@ class BackboneHead(nn.Module):
         feats = self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
         return self.head(feats, train=train)
 
-    def features(self, x, *, train: bool = False, deterministic: bool | None = None):
-        return self.backbone(x, train=train, deterministic=deterministic)
+    def features(self, x, *, train: bool = False, deterministic: bool | None = None,
+                 **backbone_kwargs):
+        # backbone_kwargs: e.g. return_patch_tokens=True (ViT) for eval.features="cls_avgpool".
+        return self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
 
 
 def teacher_confidence(logits: jax.Array, temperature: jax.Array) -> jax.Array:

@@ -51,8 +51,10 @@ class ExCBModel(nn.Module):
         pred = self.centroids(self.predictor(h, train=train), stop_gradient_centroids=True)
         return direct, pred if with_predictor else None
 
-    def features(self, x, *, train: bool = False, deterministic: bool | None = None):
-        return self.backbone(x, train=train, deterministic=deterministic)
+    def features(self, x, *, train: bool = False, deterministic: bool | None = None,
+                 **backbone_kwargs):
+        # backbone_kwargs: e.g. return_patch_tokens=True (ViT) for eval.features="cls_avgpool".
+        return self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
 
     def project(self, x, *, train: bool = False, deterministic: bool | None = None):
         return self.projector(self.backbone(x, train=train, deterministic=deterministic),

@@ -160,6 +160,12 @@ def eval_config() -> ml_collections.ConfigDict:
         knn_k=20,
         knn_temperature=0.07,
         knn_train_size=0,  # 0 = whole train split
+        # What every evaluation embeds (final k-NN, online probe, jaxssl.eval): "cls" = the
+        # backbone's output (ViT: final-norm CLS token; ResNet: global average pool);
+        # "cls_avgpool" (ViT only) = CLS concatenated with the mean of the final-norm patch
+        # tokens, [B, 2D], as DINO's ViT linear evaluation. Compare methods (and the random-init
+        # baseline) only with the same setting.
+        features="cls",
         batch_size=512,
         plots=True,
     ))

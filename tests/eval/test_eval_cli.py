@@ -254,3 +254,19 @@ def test_two_view_agreement_sees_independently_augmented_views(run):
     # The real model: a fraction in [0, 1] for the default training augmentation.
     real = two_view_agreement(pre, config.data.dataset, "test", num_images=200, batch_size=100)
     assert 0.0 <= real["agreement"] <= 1.0 and real["num_images"] == 200
+
+
+def test_features_flag_embeds_cls_next_to_mean_patch_token(run, tmp_path):
+    """--features cls_avgpool on a ViT run: [N, 2D] features whose first half is the default
+    "cls" features of the same images (the mean-patch half is checked in
+    tests/methods/test_eval_features.py)."""
+    _, workdir, _ = run
+    paths = {f: str(tmp_path / f"{f}.npz") for f in ("cls", "cls_avgpool")}
+    for feature, path in paths.items():
+        assert main(["--workdir", workdir, "--protocols", "knn", "--no-plots", "--features",
+                     feature, "--train-limit", "64", "--test-limit", "32", "--save-features",
+                     path, "--out", str(tmp_path / f"{feature}.json")]) == 0
+    with np.load(paths["cls"]) as a, np.load(paths["cls_avgpool"]) as b:
+        cls, both = a["test_features"], b["test_features"]
+    assert both.shape == (32, 2 * cls.shape[1])
+    np.testing.assert_allclose(both[:, :cls.shape[1]], cls, rtol=1e-5, atol=1e-6)
