@@ -259,7 +259,7 @@ def test_two_view_agreement_sees_independently_augmented_views(run):
 def test_features_flag_embeds_cls_next_to_mean_patch_token(run, tmp_path):
     """--features cls_avgpool on a ViT run: [N, 2D] features whose first half is the default
     "cls" features of the same images (the mean-patch half is checked in
-    tests/methods/test_eval_features.py)."""
+    tests/methods/test_embed_features.py)."""
     _, workdir, _ = run
     paths = {f: str(tmp_path / f"{f}.npz") for f in ("cls", "cls_avgpool")}
     for feature, path in paths.items():
