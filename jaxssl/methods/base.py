@@ -212,7 +212,7 @@ class Method(abc.ABC):
         ``eval.features="cls"``, [B, 2D] (CLS, mean patch token) for ``"cls_avgpool"``."""
         apply = functools.partial(self.model.apply, variables(params, batch_stats), images,
                                   train=False, deterministic=True, method="features")
-        if self.config.eval.get("features", "cls") == "cls":
+        if self.config.eval.features == "cls":
             return apply()
         # DINO's ViT evaluation feature: the CLS token next to the average of the patch tokens
         # (both after the final LayerNorm).

@@ -11,7 +11,7 @@ the layout of the backward:
   take (it falls back to a plain loop at about a third of the speed);
 * here the forward keeps the one heads-first copy of qkv [3, B, H, N, hd] and the probabilities
   P [B, H, N, N] as residuals, and the backward transposes the two small [N, N] matrices P and
-  dS once (materialised: the optimisation barriers stop XLA from folding the transposes back into
+  dS once (``linear.transposed_copy``: materialised, so XLA cannot fold the transposes back into
   the dots) so that all four backward products are plain batched GEMMs, then writes dq, dk, dv
   back into the [B, N, 3, H, hd] layout of the qkv projection in one copy.
 
@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-
-def _swap_last(a: jax.Array) -> jax.Array:
-    # [..., n, m] -> [..., m, n] as a stored copy (see the module docstring for the barriers).
-    return lax.optimization_barrier(jnp.swapaxes(lax.optimization_barrier(a), -1, -2))
+from jaxssl.models.linear import transposed_copy
 
 
 def _forward(qkv: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
@@ -57,10 +53,6 @@ def attention_heads_first(qkv: jax.Array) -> jax.Array:
     return _forward(qkv)[0]
 
 
-def _fwd(qkv: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _forward(qkv)
-
-
 def _bwd(res: tuple[jax.Array, jax.Array], d_out: jax.Array) -> tuple[jax.Array]:
     qkv_t, probs = res
     q, k, v = qkv_t[0], qkv_t[1], qkv_t[2]
@@ -68,16 +60,16 @@ def _bwd(res: tuple[jax.Array, jax.Array], d_out: jax.Array) -> tuple[jax.Array]
     d_o = jnp.transpose(d_out, (0, 2, 1, 3))  # [B, H, N, hd]
     f32 = jnp.float32
     # dV = P^T dO and dP = dO V^T (the forward's out = P V).
-    d_v = jnp.einsum("bhkq,bhqd->bhkd", _swap_last(probs).astype(v.dtype), d_o)
+    d_v = jnp.einsum("bhkq,bhqd->bhkd", transposed_copy(probs).astype(v.dtype), d_o)
     d_p = jnp.einsum("bhqd,bhkd->bhqk", d_o, v, preferred_element_type=f32)
     # Softmax backward: dS = P * (dP - rowsum(dP * P)), times the logits' scale.
     d_s = probs * (d_p - jnp.sum(d_p * probs, axis=-1, keepdims=True)) * scale
     d_s = d_s.astype(q.dtype)
     # dQ = dS K and dK = dS^T Q.
     d_q = jnp.einsum("bhqk,bhkd->bhqd", d_s, k)
-    d_k = jnp.einsum("bhkq,bhqd->bhkd", _swap_last(d_s), q)
+    d_k = jnp.einsum("bhkq,bhqd->bhkd", transposed_copy(d_s), q)
     d_qkv_t = jnp.stack([d_q, d_k, d_v.astype(q.dtype)])  # [3, B, H, N, hd]
     return (jnp.transpose(d_qkv_t, (1, 3, 0, 2, 4)),)
 
 
-attention_heads_first.defvjp(_fwd, _bwd)
+attention_heads_first.defvjp(_forward, _bwd)

@@ -176,6 +176,11 @@ class _Run:
         """Training seconds of the earlier sessions of this run (0 for a fresh run)."""
         return (self.found.train_seconds or 0.0) if self.found is not None else 0.0
 
+    @property
+    def train_clock(self) -> float:
+        """Training seconds of this run so far, earlier sessions of a resumed run included."""
+        return self.spent_before + time.perf_counter() - self.t_start
+
     @classmethod
     def setup(cls, config, workdir, stop_after, on_log, on_end) -> _Run:
         """Builds mesh, method, optimiser and data; restores the newest good checkpoint or
@@ -291,7 +296,7 @@ class _Run:
         row["data_fingerprint"] = fingerprint
         # Wall-clock seconds of training so far, earlier sessions of a resumed run included (the
         # x axis of a learning curve against time); measured before this row's probes run.
-        row["train_seconds"] = self.spent_before + time.perf_counter() - self.t_start
+        row["train_seconds"] = self.train_clock
         if c.prototype_diag_every and (step % c.prototype_diag_every == 0 or step == total):
             protos = self.method.prototypes(self.state.teacher_params)
             if protos is not None:
@@ -310,7 +315,7 @@ class _Run:
                 raise _non_finite_stop(self.workdir, self.ckpt, at, f"the state is not finite "
                                        f"({', '.join(bad)})", self.last_saved, self.is_main)
             self.ckpt.save(at, self.state, self.data_it, self.config,
-                           train_seconds=self.spent_before + time.perf_counter() - self.t_start)
+                           train_seconds=self.train_clock)
             self.last_saved = at
 
     def stopped(self, step: int, signum: int | None) -> dict:

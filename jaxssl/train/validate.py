@@ -72,10 +72,10 @@ def _check_model(c: ml_collections.ConfigDict) -> None:
     if not isinstance(c.model.remat, bool):
         _fail("model.remat", f"must be True or False, got {c.model.remat!r}.")
     if c.model.gelu_approximate not in (False, True) or (
-            c.model.gelu_approximate and not c.model.backbone.startswith("vit")):
+            c.model.gelu_approximate and not config_is_vit(c)):
         _fail("model.gelu_approximate", "must be True (ViT backbones only) or False.")
     if c.eval.features not in EVAL_FEATURES or (
-            c.eval.features == "cls_avgpool" and not c.model.backbone.startswith("vit")):
+            c.eval.features == "cls_avgpool" and not config_is_vit(c)):
         _fail("eval.features", f"must be one of {EVAL_FEATURES} ('cls_avgpool': ViT backbones "
               f"only; backbone is {c.model.backbone!r}), got {c.eval.features!r}.")
 
