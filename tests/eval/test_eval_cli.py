@@ -87,7 +87,9 @@ def test_cli_end_to_end(run, capsys):
         report = json.load(f)
     assert report["step"] == 2 and report["which"] == "teacher" and report["method"] == "excb"
     assert (report["num_train"], report["num_test"]) == (TRAIN_LIMIT, TEST_LIMIT)
-    assert report["feature_dim"] == config.model.backbone_kwargs.embed_dim
+    # The recipes' "cls_avgpool": the CLS token next to the mean patch token, 2 x the width.
+    assert config.eval.features == "cls_avgpool"
+    assert report["feature_dim"] == 2 * config.model.backbone_kwargs.embed_dim
     for name in PROTOCOLS:
         assert name in report
 
@@ -198,12 +200,13 @@ def test_saved_features_rerun_protocols_and_are_checked(run, tmp_path, capsys):
 
     with np.load(feats) as data:
         arrays = dict(data)
-    arrays["train_features"] = arrays["train_features"][:, :8]  # 32 -> 8 wide
+    # 64 (CLS ++ mean patch token of the 32-wide tiny ViT) -> 8 wide
+    arrays["train_features"] = arrays["train_features"][:, :8]
     np.savez(feats, **arrays)
     capsys.readouterr()
     assert main(common + ["--features-from", feats]) == 2
     err = capsys.readouterr().err
-    assert "(200, 8)" in err and "[N, 32]" in err
+    assert "(200, 8)" in err and "[N, 64]" in err
 
 
 class _BrightnessMethod:

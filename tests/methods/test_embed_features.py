@@ -21,6 +21,7 @@ from jaxssl.train.validate import validate_config
 @pytest.mark.parametrize("method", ["dino", "excb"])
 def test_cls_avgpool_is_cls_next_to_mean_patch_token(method):
     c = tiny(method)
+    c.eval.features = "cls"  # tiny ViTs embed "cls_avgpool" by default, like the CPU recipes
     m = build_method(c)
     state = create_train_state(m, c, make_optimizer(c.optim), jax.random.key(0), 10)
     p, bs = state.teacher_params, state.teacher_batch_stats
@@ -41,8 +42,8 @@ def test_cls_avgpool_is_cls_next_to_mean_patch_token(method):
 
 def test_cls_avgpool_needs_a_vit():
     c = tiny("excb")
+    assert c.eval.features == "cls_avgpool"  # a ViT recipe's default
     c.model.backbone = "resnet18"
-    c.eval.features = "cls_avgpool"
     with pytest.raises(ValueError, match="eval.features"):
         validate_config(c, num_devices=1, num_processes=1)
     c.eval.features = "mean"
