@@ -38,7 +38,7 @@ from jaxssl.output_paths import PathError, check_output_file
 # Training-curve keys plotted when metrics.jsonl has them (methods log different subsets).
 CURVE_KEYS = ("loss", "teacher_confidence", "min_relative_size", "max_relative_size",
               "empty_fraction", "consistency", "view_agreement", "entropy",
-              "unique_prototypes_1e-2", "online_knn_top1")
+              "unique_prototypes_1e-2", "unique_prototypes_1e-3", "online_knn_top1")
 
 
 def parse_protocols(text: str) -> tuple[str, ...]:

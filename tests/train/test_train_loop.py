@@ -115,3 +115,26 @@ def test_callbacks_see_logged_steps_and_the_end(tmp_path):
     assert out["extra"] == "done" and out["step"] == 3 and not out["stopped"]
     assert {r["step"]: r["probe"] for r in metrics_rows(tmp_path)} == {2: 20.0, 3: 30.0}
     assert not os.path.exists(tmp_path / "report.json")
+
+
+def test_prototype_diagnostics_at_diag_steps_and_the_last(tmp_path):
+    """Unique prototypes at 1e-2 and 1e-3 are logged at the logged steps that are multiples of
+    prototype_diag_every and at the last step, and nowhere else; the last row's counts are those
+    of the returned teacher's prototypes."""
+    from jaxssl.losses.koleo import count_unique_prototypes
+    from jaxssl.methods.registry import build_method
+
+    c = tiny("dino")
+    c.train.update(num_steps=5, log_every=1, prototype_diag_every=2)
+    out = loop_lib.train(c, str(tmp_path))
+    rows = {r["step"]: r for r in metrics_rows(tmp_path)}
+    assert sorted(rows) == [1, 2, 3, 4, 5]
+    for key in ("unique_prototypes_1e-2", "unique_prototypes_1e-3"):
+        assert sorted(s for s, r in rows.items() if key in r) == [2, 4, 5], key
+    protos = build_method(c).prototypes(jax.device_get(out["state"].teacher_params))
+    assert rows[5]["unique_prototypes_1e-2"] == int(count_unique_prototypes(protos, 1e-2))
+    assert rows[5]["unique_prototypes_1e-3"] == int(count_unique_prototypes(protos, 1e-3))
+    for s in (2, 4, 5):
+        # A smaller threshold links fewer pairs: never fewer components; at most K = 64.
+        assert (1 <= rows[s]["unique_prototypes_1e-2"] <= rows[s]["unique_prototypes_1e-3"]
+                <= c.head.num_prototypes)
