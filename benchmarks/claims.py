@@ -18,9 +18,9 @@ harness runs three claims at thousands of steps and several seeds:
   lowering k-NN. Arms ``dino_kK`` and ``dino_koleo_kK`` for each ``--claim2-k``.
 * Claim 3 (PMSN, Assran et al. 2023): a power-law prior beats MSN's uniform prior on long-tailed
   pretraining data, and the uniform prior is the right one on balanced data. Arms ``msn``,
-  ``pmsn`` (KL(p_bar || prior), the recipe's direction) and ``pmsn_rev`` (KL(prior || p_bar), the
-  paper's and lightly's) on Fashion-MNIST and its long-tailed versions lt100, lt50, lt10 (same
-  steps; evaluated on the balanced test set).
+  ``pmsn`` (KL(p_bar || prior), the recipe's direction) and ``pmsn_rev`` (KL(prior || p_bar),
+  lightly's, ``loss.prior_direction=prior_to_mean``) on Fashion-MNIST and its long-tailed
+  versions lt100, lt50, lt10 (same steps; evaluated on the balanced test set).
 * Claim 6 (ExCB, Maniadis Metaxas et al. 2024): ExCB stays good at small batches where DINO does
   not. Arms ``excb``, ``dino`` at batch 32, 64, 128 for the same number of epochs.
 * ``--peer``: benchmarks/peer_lightly.py (lightly's DINO, MSN, PMSN losses in PyTorch) at claim 3's
@@ -747,7 +747,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], peers: Sequence[Mapping[str, Any
         lines += ["", "## Claim 3: PMSN >= MSN on long-tailed data, MSN >= PMSN on balanced", "",
                   f"{s.claim3_steps} steps at batch {BATCH} on every dataset (so more epochs of "
                   "the smaller long-tailed sets). pmsn: KL(p_bar || prior) (recipe); pmsn_rev: "
-                  "KL(prior || p_bar) (the paper's and lightly's).", "",
+                  "KL(prior || p_bar) (lightly's; `loss.prior_direction=prior_to_mean`).", "",
                   "| dataset | msn k-NN % | pmsn k-NN % | pmsn_rev k-NN % | msn linear % | "
                   "pmsn linear % | pmsn_rev linear % |", "|---|---|---|---|---|---|---|"]
         for d in CLAIM3_DATASETS:
