@@ -154,7 +154,7 @@ class Settings:
     seeds: tuple[int, ...] = (0, 1, 2)
     claim2_k: tuple[int, ...] = (4096,)
     claim2_steps: int = 6000
-    claim3_steps: int = 5000
+    claim3_steps: int = 5500  # >= the 9-minute budget of PMSN (~10 steps/s), the slower arm
     claim6_epochs: float = 4.5
     peer: bool = False
 
@@ -192,7 +192,7 @@ def plan(s: Settings) -> list[Job]:
 
     >>> jobs = plan(Settings(claims=(3,), seeds=(0, 1)))
     >>> len(jobs), jobs[0].name, jobs[-1].name
-    (24, 'msn-fashion_mnist-b64-st5000-s0', 'pmsn_rev-fashion_mnist_lt10-b64-st5000-s1')
+    (24, 'msn-fashion_mnist-b64-st5500-s0', 'pmsn_rev-fashion_mnist_lt10-b64-st5500-s1')
     """
     if 6 in s.claims:
         check_claim6_epochs(s.claim6_epochs)
@@ -220,8 +220,8 @@ def select(jobs: Sequence[Job], only: str) -> list[Job]:
     order; ValueError for a name that matches nothing.
 
     >>> jobs = plan(Settings(claims=(3,), seeds=(0,)))
-    >>> [j.name for j in select(jobs, "pmsn_rev,msn-fashion_mnist-b64-st5000-s0")][:2]
-    ['msn-fashion_mnist-b64-st5000-s0', 'pmsn_rev-fashion_mnist-b64-st5000-s0']
+    >>> [j.name for j in select(jobs, "pmsn_rev,msn-fashion_mnist-b64-st5500-s0")][:2]
+    ['msn-fashion_mnist-b64-st5500-s0', 'pmsn_rev-fashion_mnist-b64-st5500-s0']
     """
     wanted = [w.strip() for w in only.split(",") if w.strip()]
     if not wanted:
@@ -255,7 +255,7 @@ def estimate_minutes(job: Job, s: Settings) -> float:
 def is_peer_compared(run: Run, s: Settings) -> bool:
     """Whether ``--peer`` sets ``run`` beside a lightly run (balanced, batch 64, claim 3's steps).
 
-    >>> is_peer_compared(Run(DINO, BALANCED, 0, 5000), Settings(peer=True))
+    >>> is_peer_compared(Run(DINO, BALANCED, 0, 5500), Settings(peer=True))
     True
     >>> is_peer_compared(Run(DINO, BALANCED, 0, 4219), Settings(peer=True))  # claim 6's run
     False
@@ -939,7 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     >>> a = build_parser().parse_args(["--out", "o"])
     >>> a.claims, a.seeds, a.claim2_k, a.claim2_steps, a.claim3_steps, a.claim6_epochs
-    ('2,3,6', '0,1,2', '4096', 6000, 5000, 4.5)
+    ('2,3,6', '0,1,2', '4096', 6000, 5500, 4.5)
     """
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="results folder (runs/, peer/, results.json, "
@@ -950,7 +950,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the whole plan)")
     p.add_argument("--claim2-k", default="4096", help="comma-separated prototype counts")
     p.add_argument("--claim2-steps", type=int, default=6000)
-    p.add_argument("--claim3-steps", type=int, default=5000, help="also the peer's steps")
+    p.add_argument("--claim3-steps", type=int, default=5500, help="also the peer's steps")
     p.add_argument("--claim6-epochs", type=float, default=4.5,
                    help=f"epochs at every batch; >= {CLAIM6_MIN_STEPS} steps at batch "
                         f"{max(CLAIM6_BATCHES)}")

@@ -38,9 +38,9 @@ def test_default_plan_is_seed_major_with_every_arm():
     assert seeds == [0] * 20 + [1] * 20 + [2] * 20
     assert names[:3] == ["dino_k4096-fashion_mnist-b64-st6000-s0",
                          "dino_koleo_k4096-fashion_mnist-b64-st6000-s0",
-                         "msn-fashion_mnist-b64-st5000-s0"]
+                         "msn-fashion_mnist-b64-st5500-s0"]
     per_seed = names[:20]
-    assert "pmsn_rev-fashion_mnist_lt50-b64-st5000-s0" in per_seed
+    assert "pmsn_rev-fashion_mnist_lt50-b64-st5500-s0" in per_seed
     assert per_seed[-6:] == ["excb-fashion_mnist-b32-st8438-s0", "dino-fashion_mnist-b32-st8438-s0",
                              "excb-fashion_mnist-b64-st4219-s0", "dino-fashion_mnist-b64-st4219-s0",
                              "excb-fashion_mnist-b128-st2109-s0",
@@ -101,10 +101,10 @@ def test_commands_carry_each_arms_overrides_and_the_fixed_protocol():
 def test_only_filters_by_run_or_arm_name_in_plan_order():
     jobs = claims.plan(claims.Settings(claims=(3, 6), seeds=(0, 1)))
     got = [j.name for j in claims.select(jobs, "pmsn_rev,excb-fashion_mnist-b128-st2109-s1")]
-    assert got == [f"pmsn_rev-{d}-b64-st5000-s0" for d in
+    assert got == [f"pmsn_rev-{d}-b64-st5500-s0" for d in
                    ("fashion_mnist", "fashion_mnist_lt100", "fashion_mnist_lt50",
                     "fashion_mnist_lt10")] + [
-        f"pmsn_rev-{d}-b64-st5000-s1" for d in
+        f"pmsn_rev-{d}-b64-st5500-s1" for d in
         ("fashion_mnist", "fashion_mnist_lt100", "fashion_mnist_lt50", "fashion_mnist_lt10")] + [
         "excb-fashion_mnist-b128-st2109-s1"]
     with pytest.raises(ValueError, match="dino_k4096"):
@@ -115,11 +115,11 @@ def test_peer_adds_a_dino_arm_and_lightly_runs_without_repeating_shared_runs():
     jobs = claims.plan(claims.Settings(claims=(3,), seeds=(0,), peer=True))
     names = [j.name for j in jobs]
     assert len(names) == len(set(names)) == 12 + 1 + 3
-    assert names[12] == "dino-fashion_mnist-b64-st5000-s0"
-    assert names[13:] == [f"peer_{m}-fashion_mnist-b64-st5000-s0" for m in ("dino", "msn", "pmsn")]
+    assert names[12] == "dino-fashion_mnist-b64-st5500-s0"
+    assert names[13:] == [f"peer_{m}-fashion_mnist-b64-st5500-s0" for m in ("dino", "msn", "pmsn")]
     assert claims.PeerRun("pmsn", 0, 5000).arm is claims.PMSN_REV  # lightly: KL(prior || p_bar)
     without = [j.name for j in claims.plan(claims.Settings(claims=(3,), seeds=(0,)))]
-    assert "dino-fashion_mnist-b64-st5000-s0" not in without
+    assert "dino-fashion_mnist-b64-st5500-s0" not in without
     peer_cmd = claims.peer_command(claims.PeerRun("msn", 2, 5000), "/o.json")
     assert peer_cmd[1].endswith("benchmarks/peer_lightly.py")
     for flag, value in (("--method", "msn"), ("--steps", "5000"), ("--seed", "2"),
@@ -137,8 +137,8 @@ def test_estimates_from_the_step_rate_table(capsys, tmp_path):
         8438 * 0.5 / 7.2 / 60 + 2.5)
     peer_s = claims.Settings(peer=True)
     # A run compared with the peer also gets its CLS-feature k-NN (1 min).
-    assert claims.estimate_minutes(claims.Run(claims.MSN, FM, 0, 5000), peer_s) == pytest.approx(
-        5000 / 11 / 60 + 3.5)
+    assert claims.estimate_minutes(claims.Run(claims.MSN, FM, 0, 5500), peer_s) == pytest.approx(
+        5500 / 11 / 60 + 3.5)
     assert claims.main(["--out", str(tmp_path / "o"), "--claims", "2", "--seeds", "0,1",
                         "--dry-run"]) == 0
     text = capsys.readouterr().out
@@ -206,7 +206,7 @@ def test_drop_contrast_sums_four_arms():
 # ------------------------------------------------------------------------------ the report
 
 
-def run_row(arm, seed, knn, dataset=FM, batch=64, steps=5000, **kw):
+def run_row(arm, seed, knn, dataset=FM, batch=64, steps=5500, **kw):
     base = {"name": f"{arm}-{seed}", "arm": arm, "dataset": dataset, "batch": batch,
             "seed": seed, "steps": steps, "features": "cls_avgpool", "num_train": 60000,
             "num_test": 10000, "knn_top1": knn, "knn_cls_top1": None, "linear_top1": knn + 0.01,
@@ -299,7 +299,7 @@ def test_claim6_and_peer_sections_from_synthetic_rows():
     # Peer: jaxssl pmsn_rev (CLS k-NN) vs lightly pmsn, two seeds.
     rows += [run_row("pmsn_rev", seed, 0.85, knn_cls_top1=0.81 + 0.02 * seed)
              for seed in (0, 1)]
-    peers = [{"method": "pmsn", "seed": seed, "steps": 5000, "knn_top1": 0.80 + 0.01 * seed,
+    peers = [{"method": "pmsn", "seed": seed, "steps": 5500, "knn_top1": 0.80 + 0.01 * seed,
               "images_per_s": 400.0} for seed in (0, 1)]
     md = claims.markdown(rows, peers, s, "cmd", 16)
     # CLS k-NN 0.82 (s^2 = 0.0002) vs 0.805 (s^2 = 0.00005): +0.015, SE = sqrt(0.000125) = 0.0112.
