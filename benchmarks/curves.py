@@ -2,7 +2,7 @@
 
 Run (each workdir from ``python -m jaxssl.train ... --config.train.online_knn_every=N``):
   python benchmarks/curves.py --run ExCB=workdirs/excb --run DINO=workdirs/dino \
-      --line "raw pixels=0.846" --line "random init=0.680" \
+      --line "raw pixels=0.846" --line "random init=0.6855" \
       --out benchmarks/results/curves.png
 
 Each run's ``metrics.jsonl`` gives, for every logged step that ran the probe, ``train_seconds``
