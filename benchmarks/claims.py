@@ -3,11 +3,11 @@ error and a verdict that says when the runs cannot tell.
 
 Run (estimates of ``--dry-run`` on an idle 2-core CPU; the runs are long, so start with it):
   python benchmarks/claims.py --out benchmarks/results/claims --dry-run   # the plan, minutes
-  python benchmarks/claims.py --out benchmarks/results/claims             # 60 runs, ~11.4 h
-  python benchmarks/claims.py --out benchmarks/results/claims --peer      # 72 runs, ~14.0 h
-  python benchmarks/claims.py --out benchmarks/results/claims --claims 3 --seeds 0,1   # ~4.2 h
+  python benchmarks/claims.py --out benchmarks/results/claims             # 60 runs, ~11.9 h
+  python benchmarks/claims.py --out benchmarks/results/claims --peer      # 72 runs, ~14.6 h
+  python benchmarks/claims.py --out benchmarks/results/claims --claims 3 --seeds 0,1   # ~4.6 h
   python benchmarks/claims.py --out benchmarks/results/claims --report-only   # tables, figures
-(claims 2 / 3 / 6 alone at 3 seeds: ~1.5 / ~6.3 / ~3.5 h.)
+(claims 2 / 3 / 6 alone at 3 seeds: ~1.5 / ~6.8 / ~3.5 h.)
 
 benchmarks/science.py ran each claim once at 300 steps (a third of an epoch), where every method is
 within ~2 pt of its random-init k-NN and one seed cannot separate a 0.3 pt gap from noise. This
