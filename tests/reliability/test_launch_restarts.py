@@ -26,7 +26,8 @@ RETRY_NOTE = "# exit 75 (preempted, checkpoint saved) runs the command above aga
 def stub_bin(tmp_path: Path, *, exit_codes_in_turn: str, sleep: bool = False) -> Path:
     """python3 / gcloud / tar stubs that log their argv to calls.log; a call that runs the
     trainer exits with the next of ``exit_codes_in_turn`` (space-separated, the last repeats);
-    with ``sleep``, it waits up to 30 s and exits 75 on SIGTERM/SIGINT, as the trainer does."""
+    with ``sleep``, it waits up to 30 s and exits 75 on SIGTERM/SIGINT, as the trainer does, and
+    touches ``trap_ready`` once its trap is installed (a signal before that would kill it)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log, turn = shlex.quote(str(tmp_path / "calls.log")), shlex.quote(str(tmp_path / "turn"))
@@ -40,7 +41,8 @@ def stub_bin(tmp_path: Path, *, exit_codes_in_turn: str, sleep: bool = False) ->
         'i=$(( n < ${#codes[@]} ? n : ${#codes[@]} - 1 ))\n'
     )
     if sleep:
-        body += "trap 'kill %1; exit 75' TERM INT\nsleep 30 & wait\n"
+        ready = shlex.quote(str(tmp_path / "trap_ready"))
+        body += f"trap 'kill %1; exit 75' TERM INT\ntouch {ready}\nsleep 30 & wait\n"
     body += 'exit "${codes[$i]}"\n'
     for name in ("python3", "gcloud", "tar"):
         script = bin_dir / name
@@ -114,10 +116,12 @@ def test_a_signal_to_the_launcher_stops_instead_of_restarting(tmp_path, sig):
     # and the launcher, signalled too, passes 75 on rather than starting the run again.
     bin_dir = stub_bin(tmp_path, exit_codes_in_turn="0", sleep=True)
     proc = launch(LOCAL[0], LOCAL[1], bin_dir, start_new_session=True)
+    # Signal only once the stub's trap is in place: a fixed pause raced with a loaded CI machine
+    # (the stub, signalled before its trap, died and the launcher exited 0).
     deadline = time.monotonic() + 30
-    while not trainer_calls(tmp_path) and time.monotonic() < deadline:
+    while not (tmp_path / "trap_ready").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)  # let the stub install its trap
+    assert (tmp_path / "trap_ready").exists(), "the stub trainer never installed its trap"
     os.killpg(proc.pid, sig)
     proc.communicate(timeout=60)
     assert proc.returncode == 75 and len(trainer_calls(tmp_path)) == 1
