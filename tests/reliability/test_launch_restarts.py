@@ -57,10 +57,18 @@ def trainer_calls(tmp_path: Path) -> list[list[str]]:
     return [shlex.split(x) for x in lines if "jaxssl.train" in x]
 
 
+def _default_sigint() -> None:
+    # A shell started with SIGINT ignored cannot trap it (POSIX), and a test runner started in
+    # the background of a non-interactive shell (`.ci/run &`) passes SIGINT ignored to every
+    # child: give the launcher the disposition it has under a user's terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def launch(script: str, args: list[str], bin_dir: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(bin_dir)}
     return subprocess.Popen(["bash", str(LAUNCH / script), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **kw)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=_default_sigint, **kw)
 
 
 LOCAL = ("local.sh", ["--config", CONFIG, "--workdir", "/tmp/w"])
