@@ -48,7 +48,6 @@ import math
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -56,7 +55,9 @@ from typing import Any
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from logged_run import REPO, run_logged  # noqa: E402  (sibling benchmark module)
+
 BATCH = 64  # the CPU recipes' batch: every run but claim 6's sweep
 TRAIN_IMAGES = 60_000  # Fashion-MNIST's train split: claim 6's epochs -> steps
 BALANCED = "fashion_mnist"
@@ -318,23 +319,6 @@ def peer_command(peer: PeerRun, out: str) -> list[str]:
             "--method", peer.method, "--steps", str(peer.steps), "--batch", str(BATCH),
             "--seed", str(peer.seed), "--dataset", BALANCED, "--train-limit", "0",
             "--test-limit", "0", "--out", out]
-
-
-def run_logged(cmd: Sequence[str], log_path: str) -> float:
-    """Runs ``cmd`` from the repository root with its output in ``log_path``; returns the wall
-    seconds; RuntimeError with the log's tail when it fails."""
-    t0 = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write(shlex.join(cmd) + "\n\n")
-        log.flush()
-        proc = subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                              check=False)
-    if proc.returncode != 0:
-        with open(log_path, encoding="utf-8") as f:
-            tail = f.read()[-2000:]
-        raise RuntimeError(f"{shlex.join(cmd[:4])} ... exited {proc.returncode}; "
-                           f"log {log_path}:\n{tail}")
-    return time.perf_counter() - t0
 
 
 # -------------------------------------------------------------------------------- execution

@@ -27,14 +27,15 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from logged_run import REPO, run_logged  # noqa: E402  (sibling benchmark module)
+
 METHODS = ("carp", "excb", "dino", "dino_koleo", "msn", "pmsn")
 DATASETS = ("fashion_mnist", "fashion_mnist:lt100")
 # Cosine k-NN (k = 20) on raw pixels with all 60k train images (RESULTS.md, "Machine calibration").
@@ -109,19 +110,6 @@ def eval_command(workdir: str, args: argparse.Namespace) -> list[str]:
             "--linear-epochs", str(args.linear_epochs), "--no-plots"]
 
 
-def _run_logged(cmd: list[str], log_path: str) -> float:
-    """Runs ``cmd`` with its output in ``log_path``; returns the wall seconds; raises on failure."""
-    t0 = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, check=False)
-    if proc.returncode != 0:
-        with open(log_path, encoding="utf-8") as f:
-            tail = f.read()[-2000:]
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}); "
-                           f"log {log_path}:\n{tail}")
-    return time.perf_counter() - t0
-
-
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
     """The training curves (metrics.jsonl rows) of a workdir."""
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
@@ -162,9 +150,9 @@ def execute(run: Run, args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(workdir)
         os.makedirs(workdir)
         print(f"[{time.strftime('%H:%M:%S')}] train {run.name}", flush=True)
-        train_s = _run_logged(train_command(run, workdir, args.steps),
+        train_s = run_logged(train_command(run, workdir, args.steps),
                               os.path.join(workdir, "train.log"))
-        _run_logged(eval_command(workdir, args), os.path.join(workdir, "eval.log"))
+        run_logged(eval_command(workdir, args), os.path.join(workdir, "eval.log"))
         with open(timing_path, "w", encoding="utf-8") as f:
             json.dump({"train_wall_s": train_s}, f)
     with open(report_path, encoding="utf-8") as f:
@@ -189,7 +177,7 @@ def execute_peer(method: str, seed: int, args: argparse.Namespace) -> dict[str, 
            "--method", method, "--steps", str(args.steps), "--batch", str(BATCH),
            "--seed", str(seed), "--train-limit", str(args.train_limit),
            "--test-limit", str(args.test_limit), "--out", out]
-    wall = _run_logged(cmd, out + ".log")
+    wall = run_logged(cmd, out + ".log")
     with open(out, encoding="utf-8") as f:
         result = json.load(f)
     result["wall_s"] = wall
