@@ -32,7 +32,7 @@ from jaxssl.eval.protocols import PROTOCOLS, run_protocols, two_view_agreement
 from jaxssl.eval.report import to_jsonable, write_report
 from jaxssl.eval.restore import WHICH, load_pretrained
 from jaxssl.methods.base import EVAL_FEATURES
-from jaxssl.methods.common import config_is_vit
+from jaxssl.methods.common import eval_features_problem
 from jaxssl.output_paths import PathError, check_output_file
 
 # Training-curve keys plotted when metrics.jsonl has them (methods log different subsets).
@@ -193,9 +193,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.data_dir is not None:
         cfg.data.data_dir = args.data_dir
     if args.features is not None:
-        if args.features == "cls_avgpool" and not config_is_vit(cfg):
-            raise ValueError(f"--features cls_avgpool needs a ViT backbone; this run's is "
-                             f"{cfg.model.backbone!r}")
+        problem = eval_features_problem(args.features, cfg)
+        if problem:
+            raise ValueError(f"--features {problem}")
         # pre.method embeds with this config (Method.embed reads eval.features at each call).
         cfg.eval.features = args.features
     spec = balanced_spec(args.dataset or cfg.data.dataset)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxssl.methods.base import EVAL_FEATURES
 from jaxssl.models import create_backbone
 from jaxssl.ops import confidence
 
@@ -57,7 +58,37 @@ def config_is_vit(config: ml_collections.ConfigDict) -> bool:
     return config.model.backbone.startswith("vit")
 
 
-class BackboneHead(nn.Module):
+def eval_features_problem(features: str, config: ml_collections.ConfigDict) -> str | None:
+    """Why ``features`` cannot be the evaluation feature of ``config``'s backbone; None when it
+    can. The one check behind both ``eval.features`` validation and ``jaxssl.eval --features``.
+
+    >>> from ml_collections import ConfigDict
+    >>> eval_features_problem("cls_avgpool", ConfigDict({"model": {"backbone": "vit_tiny"}}))
+    >>> print(eval_features_problem("cls_avgpool", ConfigDict({"model": {"backbone": "resnet18"}})))
+    must be one of ('cls', 'cls_avgpool') ('cls_avgpool': ViT backbones only; backbone is
+    'resnet18'), got 'cls_avgpool'.
+    """
+    if features in EVAL_FEATURES and not (features == "cls_avgpool"
+                                          and not config_is_vit(config)):
+        return None
+    return (f"must be one of {EVAL_FEATURES} ('cls_avgpool': ViT backbones only; backbone is "
+            f"{config.model.backbone!r}), got {features!r}.")
+
+
+class BackboneFeatures:
+    """Mixin for a method's Flax model with a ``backbone`` field: ``features`` returns the
+    backbone's output, the representation that evaluation and export read (``Method.embed``).
+
+    Backbone keyword arguments pass through, e.g. ``return_patch_tokens=True`` (ViT) for
+    ``eval.features="cls_avgpool"``.
+    """
+
+    def features(self, x, *, train: bool = False, deterministic: bool | None = None,
+                 **backbone_kwargs):
+        return self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
+
+
+class BackboneHead(BackboneFeatures, nn.Module):
     """Backbone followed by a head; the backbone's ViT-only keyword arguments pass through.
 
     ``train`` selects BatchNorm batch statistics, ``deterministic`` turns stochastic depth off
@@ -75,11 +106,6 @@ class BackboneHead(nn.Module):
             return self.head(cls, train=train), self.head(tokens, train=train)
         feats = self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
         return self.head(feats, train=train)
-
-    def features(self, x, *, train: bool = False, deterministic: bool | None = None,
-                 **backbone_kwargs):
-        # backbone_kwargs: e.g. return_patch_tokens=True (ViT) for eval.features="cls_avgpool".
-        return self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
 
 
 def teacher_confidence(logits: jax.Array, temperature: jax.Array) -> jax.Array:

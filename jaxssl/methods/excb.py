@@ -32,7 +32,7 @@ from jaxssl.ops.ema import ema
 from jaxssl.ops.schedules import cosine_ramp
 
 
-class ExCBModel(nn.Module):
+class ExCBModel(common.BackboneFeatures, nn.Module):
     """Backbone, projector h, predictor g and centroid layer q of ExCB."""
 
     backbone: nn.Module
@@ -50,11 +50,6 @@ class ExCBModel(nn.Module):
         # projections train the centroids).
         pred = self.centroids(self.predictor(h, train=train), stop_gradient_centroids=True)
         return direct, pred if with_predictor else None
-
-    def features(self, x, *, train: bool = False, deterministic: bool | None = None,
-                 **backbone_kwargs):
-        # backbone_kwargs: e.g. return_patch_tokens=True (ViT) for eval.features="cls_avgpool".
-        return self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
 
     def project(self, x, *, train: bool = False, deterministic: bool | None = None):
         return self.projector(self.backbone(x, train=train, deterministic=deterministic),

@@ -14,8 +14,8 @@ import ml_collections
 from jaxssl.data.config import DataConfig
 from jaxssl.data.view_augments import view_augments
 from jaxssl.losses.excb import PAIRINGS as EXCB_PAIRINGS
-from jaxssl.methods.base import EVAL_FEATURES, config_error
-from jaxssl.methods.common import DTYPES, config_is_vit
+from jaxssl.methods.base import config_error
+from jaxssl.methods.common import DTYPES, config_is_vit, eval_features_problem
 from jaxssl.methods.registry import METHOD_NAMES, method_class
 from jaxssl.models import BACKBONES, create_backbone
 from jaxssl.train.hyper import peak_learning_rate
@@ -74,10 +74,9 @@ def _check_model(c: ml_collections.ConfigDict) -> None:
     if c.model.gelu_approximate not in (False, True) or (
             c.model.gelu_approximate and not config_is_vit(c)):
         _fail("model.gelu_approximate", "must be True (ViT backbones only) or False.")
-    if c.eval.features not in EVAL_FEATURES or (
-            c.eval.features == "cls_avgpool" and not config_is_vit(c)):
-        _fail("eval.features", f"must be one of {EVAL_FEATURES} ('cls_avgpool': ViT backbones "
-              f"only; backbone is {c.model.backbone!r}), got {c.eval.features!r}.")
+    problem = eval_features_problem(c.eval.features, c)
+    if problem:
+        _fail("eval.features", problem)
 
 
 def _check_data(c: ml_collections.ConfigDict) -> None:
