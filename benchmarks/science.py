@@ -151,7 +151,7 @@ def execute(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         os.makedirs(workdir)
         print(f"[{time.strftime('%H:%M:%S')}] train {run.name}", flush=True)
         train_s = run_logged(train_command(run, workdir, args.steps),
-                              os.path.join(workdir, "train.log"))
+                             os.path.join(workdir, "train.log"))
         run_logged(eval_command(workdir, args), os.path.join(workdir, "eval.log"))
         with open(timing_path, "w", encoding="utf-8") as f:
             json.dump({"train_wall_s": train_s}, f)

@@ -68,11 +68,11 @@ def eval_features_problem(features: str, config: ml_collections.ConfigDict) -> s
     must be one of ('cls', 'cls_avgpool') ('cls_avgpool': ViT backbones only; backbone is
     'resnet18'), got 'cls_avgpool'.
     """
-    if features in EVAL_FEATURES and not (features == "cls_avgpool"
-                                          and not config_is_vit(config)):
-        return None
-    return (f"must be one of {EVAL_FEATURES} ('cls_avgpool': ViT backbones only; backbone is "
-            f"{config.model.backbone!r}), got {features!r}.")
+    if features not in EVAL_FEATURES or (features == "cls_avgpool"
+                                         and not config_is_vit(config)):
+        return (f"must be one of {EVAL_FEATURES} ('cls_avgpool': ViT backbones only; backbone "
+                f"is {config.model.backbone!r}), got {features!r}.")
+    return None
 
 
 class BackboneFeatures:
