@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssl.data.masks import ibot_masks
 from jaxssl.methods.registry import build_method
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.init_state import create_train_state
@@ -47,7 +48,10 @@ def random_batch(config, batch: int, seed: int = 0) -> dict:
         out["local"] = rng.integers(0, 256, (batch, loc.num, loc.size, loc.size, 3), np.uint8)
     if config.method == "ibot":
         side = g.size // int(dict(config.model.backbone_kwargs).get("patch_size", 16))
-        out["mask"] = rng.random((batch, g.num, side * side)) < 0.3
+        # The trainer's masks (jaxssl.methods.dino draws them the same way in prepare_batch).
+        out["mask"] = ibot_masks(seed, 0, batch, g.num, (side, side),
+                                 ratio_range=tuple(config.loss.mask_ratio),
+                                 mask_probability=config.loss.mask_probability)
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 

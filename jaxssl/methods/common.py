@@ -92,17 +92,24 @@ class BackboneHead(BackboneFeatures, nn.Module):
     """Backbone followed by a head; the backbone's ViT-only keyword arguments pass through.
 
     ``train`` selects BatchNorm batch statistics, ``deterministic`` turns stochastic depth off
-    (``None``: ``not train``); only the backbone has stochastic layers.
+    (``None``: ``not train``); only the backbone has stochastic layers. ``patches=True`` (ViT)
+    returns ``(head(CLS) [B, K], head(patch tokens) [B, N, K])``; with ``patch_index`` (int
+    ``[B, M]``) the second is ``[B, M, K]``, the head run on those patch tokens only.
     """
 
     backbone: nn.Module
     head: nn.Module
 
     def __call__(self, x, *, train: bool = False, deterministic: bool | None = None,
-                 patches: bool = False, **backbone_kwargs):
+                 patches: bool = False, patch_index: jax.Array | None = None,
+                 **backbone_kwargs):
         if patches:
             cls, tokens = self.backbone(x, train=train, deterministic=deterministic,
                                         return_patch_tokens=True, **backbone_kwargs)
+            if patch_index is not None:
+                # Only these tokens [B, M] go through the head (iBOT's student: the masked ones,
+                # the only patches its loss reads); the backbone still sees every token.
+                tokens = jnp.take_along_axis(tokens, patch_index[..., None], axis=1)
             return self.head(cls, train=train), self.head(tokens, train=train)
         feats = self.backbone(x, train=train, deterministic=deterministic, **backbone_kwargs)
         return self.head(feats, train=train)

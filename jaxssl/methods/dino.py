@@ -50,6 +50,18 @@ class DINO(Method):
         if self.ibot and not common.is_vit(self.model.backbone):
             raise ValueError("config.method='ibot' needs a ViT backbone (patch tokens); got "
                              f"config.model.backbone={config.model.backbone!r}.")
+        # iBOT's loss reads the student's patch logits at the masked patches only, at most
+        # int(mask_ratio[1] * N) per crop (data.masks.ibot_masks never overshoots). The student
+        # runs its head on that many tokens per crop (masked first), not on all N: the same loss
+        # and gradients for a smaller head cost (on the CPU recipe's ViT the head costs ~60 % of
+        # the backbone per token). With a BatchNorm head the subset would change the batch
+        # statistics, so that head sees every token. None: every token.
+        self.student_patch_tokens = None
+        if self.ibot:
+            n = (config.data.global_crops.size // self.model.backbone.patch_size) ** 2
+            bound = min(n, int(config.loss.mask_ratio[1] * n))
+            if bound < n and not h.use_bn:
+                self.student_patch_tokens = bound
 
     @classmethod
     def validate(cls, config):
@@ -99,6 +111,12 @@ class DINO(Method):
         mask = ibot_masks(seed, step, local_batch, g.num, (side, side),
                           ratio_range=tuple(cfg.loss.mask_ratio),
                           mask_probability=cfg.loss.mask_probability)
+        most = int(mask.sum(axis=-1).max(initial=0))
+        if self.student_patch_tokens is not None and most > self.student_patch_tokens:
+            raise ValueError(  # a changed mask generator must not silently drop masked patches
+                f"iBOT masks of step {step}: a crop has {most} masked patches, more than the "
+                f"{self.student_patch_tokens} = int(loss.mask_ratio[1] * patches) the student's "
+                "patch head is computed for.")
         return {**batch, "mask": mask}
 
     def initial_state(self):
@@ -133,6 +151,17 @@ class DINO(Method):
         views, state = inputs.views, inputs.method_state
         # iBOT: the student's global views are masked and it returns CLS and patch logits.
         masked = {"patches": True, "mask": flatten_views(views["mask"])} if self.ibot else {}
+        b = views["global"].shape[0]
+        teacher_patch = to_views_first(inputs.targets["patch"]) if self.ibot else None
+        patch_mask = views_first(masked["mask"], b) if self.ibot else None  # [G, B, N]
+        if self.student_patch_tokens is not None:
+            # The first M patches of each crop in the order (masked, then unmasked), positions
+            # ascending: every masked patch, then unmasked ones as zero-weight padding.
+            index = jnp.argsort(~masked["mask"], axis=-1, stable=True)
+            masked["patch_index"] = index[:, :self.student_patch_tokens]  # [B * G, M]
+            index = views_first(masked["patch_index"], b)  # [G, B, M]
+            patch_mask = jnp.take_along_axis(patch_mask, index, axis=-1)
+            teacher_patch = jnp.take_along_axis(teacher_patch, index[..., None], axis=2)
         outs, bs = student_views(self.model, params, inputs.batch_stats, views, inputs.key,
                                  **masked)
         s_cls, s_patch = outs[0] if self.ibot else (outs[0], None)
@@ -149,10 +178,8 @@ class DINO(Method):
         if self.ibot:
             # iBOT: per image the mean over its masked patches, then the mean over images: a
             # per-sample mean as well.
-            b = views["global"].shape[0]
             patch = ibot_patch_loss(
-                s_patch, to_views_first(inputs.targets["patch"]),
-                views_first(masked["mask"], b), state["patch_center"],
+                s_patch, teacher_patch, patch_mask, state["patch_center"],
                 student_temp=cfg.loss.student_temp, teacher_temp=temp)
             total = total + cfg.loss.patch_loss_weight * patch
             metrics["patch_loss"] = patch

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxssl.data.masks import ibot_masks
 from jaxssl.data.view_augments import view_augments
 from jaxssl.methods.registry import build_method
 from jaxssl.train.grads import join_micro, make_grad_fn, split_micro
@@ -67,7 +68,7 @@ def random_batch(c, seed=0):
              "local": rng.integers(0, 256, (BATCH, loc.num, loc.size, loc.size, 3), np.uint8)}
     if c.method == "ibot":
         side = g.size // c.model.backbone_kwargs.patch_size
-        batch["mask"] = rng.random((BATCH, g.num, side * side)) < 0.4
+        batch["mask"] = ibot_masks(seed, 0, BATCH, g.num, (side, side))
     return {k: jnp.asarray(v) for k, v in batch.items()}
 
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxssl.data.masks import ibot_masks
 from jaxssl.data.view_augments import view_augments
 from jaxssl.methods import base
 from jaxssl.methods.registry import build_method
@@ -41,7 +42,7 @@ def _batch(config, batch_size=8, seed=0):
                                    np.uint8)}
     if config.method == "ibot":
         side = g.size // 4
-        batch["mask"] = rng.random((batch_size, g.num, side * side)) < 0.3
+        batch["mask"] = ibot_masks(seed, 0, batch_size, g.num, (side, side))
     return {k: jnp.asarray(v) for k, v in batch.items()}
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxssl.data.masks import ibot_masks
 from jaxssl.methods.registry import build_method
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.init_state import create_train_state
@@ -24,7 +25,7 @@ def random_batch(config, batch_size, seed=0):
                                       np.uint8)
     if config.method == "ibot":
         side = g.size // 4
-        batch["mask"] = rng.random((batch_size, g.num, side * side)) < 0.3
+        batch["mask"] = ibot_masks(seed, 0, batch_size, g.num, (side, side))
     return {k: jnp.asarray(v) for k, v in batch.items()}
 
 
