@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl.data.masks import ibot_masks
 from jaxssl.methods.registry import build_method
 from jaxssl.train.hyper import hyperparams
 from jaxssl.train.init_state import create_train_state
@@ -55,12 +54,6 @@ def random_batch(config, batch: int, seed: int = 0) -> dict:
     out = {"global": rng.integers(0, 256, (batch, g.num, g.size, g.size, 3), np.uint8)}
     if loc.num:
         out["local"] = rng.integers(0, 256, (batch, loc.num, loc.size, loc.size, 3), np.uint8)
-    if config.method == "ibot":
-        side = g.size // int(dict(config.model.backbone_kwargs).get("patch_size", 16))
-        # The trainer's masks (jaxssl.methods.dino draws them the same way in prepare_batch).
-        out["mask"] = ibot_masks(seed, 0, batch, g.num, (side, side),
-                                 ratio_range=tuple(config.loss.mask_ratio),
-                                 mask_probability=config.loss.mask_probability)
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 
@@ -70,7 +63,7 @@ def measure(name: str, config, batch: int, steps: int, peak_tflops: float) -> di
     method = build_method(config)
     tx = make_optimizer(config.optim)
     state = jax.jit(lambda k: create_train_state(method, config, tx, k, 1000))(jax.random.key(0))
-    data = random_batch(config, batch)
+    data = method.prepare_batch(random_batch(config, batch), 0)  # + iBOT: the trainer's masks
     step = make_train_step(method, config, tx)
     hyper = hyperparams(config, 10, 1000)
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ibot_block_mask", "ibot_masks", "msn_keep_indices", "msn_num_keep"]
+__all__ = ["ibot_block_mask", "ibot_masks", "ibot_max_masked", "msn_keep_indices", "msn_num_keep"]
 
 
 def msn_num_keep(num_patches: int, drop_ratio: float) -> int:
@@ -134,6 +134,18 @@ def ibot_block_mask(
             break
         count += added
     return mask.reshape(-1)
+
+
+def ibot_max_masked(num_patches: int, ratio_range: tuple[float, float]) -> int:
+    """The most patches :func:`ibot_masks` masks in one crop: int(ratio_range[1] * num_patches).
+
+    Each masked crop targets int(r * num_patches) patches with r <= ratio_range[1], and its block
+    mask never overshoots the target.
+
+    >>> ibot_max_masked(196, (0.1, 0.5)), ibot_max_masked(16, (0.1, 0.5))
+    (98, 8)
+    """
+    return min(num_patches, int(ratio_range[1] * num_patches))
 
 
 def ibot_masks(

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxssl.data.masks import ibot_masks
+from jaxssl.data.masks import ibot_masks, ibot_max_masked
 from jaxssl.losses.dino import dino_loss
 from jaxssl.losses.ibot import ibot_patch_loss
 from jaxssl.methods import common
@@ -51,16 +51,17 @@ class DINO(Method):
             raise ValueError("config.method='ibot' needs a ViT backbone (patch tokens); got "
                              f"config.model.backbone={config.model.backbone!r}.")
         # iBOT's loss reads the student's patch logits at the masked patches only, at most
-        # int(mask_ratio[1] * N) per crop (data.masks.ibot_masks never overshoots). The student
-        # runs its head on that many tokens per crop (masked first), not on all N: the same loss
-        # and gradients for a smaller head cost (on the CPU recipe's ViT the head costs ~60 % of
-        # the backbone per token). With a BatchNorm head the subset would change the batch
-        # statistics, so that head sees every token. None: every token.
+        # ibot_max_masked = int(mask_ratio[1] * N) per crop. The student runs its head on that
+        # many tokens per crop (masked first), not on all N: the same loss and gradients for a
+        # smaller head cost (on the CPU recipe's ViT the head costs ~60 % of the backbone per
+        # token). With a BatchNorm head the subset would change the batch statistics, so that
+        # head sees every token. None: every token.
         self.student_patch_tokens = None
         if self.ibot:
-            n = (config.data.global_crops.size // self.model.backbone.patch_size) ** 2
-            bound = min(n, int(config.loss.mask_ratio[1] * n))
-            if bound < n and not h.use_bn:
+            side = config.data.global_crops.size // self.model.backbone.patch_size
+            self.mask_grid = (side, side)  # the patch grid of a global crop
+            bound = ibot_max_masked(side * side, tuple(config.loss.mask_ratio))
+            if bound < side * side and not h.use_bn:
                 self.student_patch_tokens = bound
 
     @classmethod
@@ -104,11 +105,9 @@ class DINO(Method):
         if not self.ibot:
             return batch
         cfg = self.config
-        g = cfg.data.global_crops
-        side = g.size // self.model.backbone.patch_size
         seed = cfg.seed * 1_000_003 + jax.process_index()
         local_batch = cfg.train.batch_size // jax.process_count()
-        mask = ibot_masks(seed, step, local_batch, g.num, (side, side),
+        mask = ibot_masks(seed, step, local_batch, cfg.data.global_crops.num, self.mask_grid,
                           ratio_range=tuple(cfg.loss.mask_ratio),
                           mask_probability=cfg.loss.mask_probability)
         most = int(mask.sum(axis=-1).max(initial=0))

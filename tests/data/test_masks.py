@@ -9,7 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl.data.masks import ibot_block_mask, ibot_masks, msn_keep_indices, msn_num_keep
+from jaxssl.data.masks import (
+    ibot_block_mask,
+    ibot_masks,
+    ibot_max_masked,
+    msn_keep_indices,
+    msn_num_keep,
+)
 
 # ---- MSN ------------------------------------------------------------------------------------
 
@@ -145,3 +151,17 @@ def test_ibot_masks_errors():
 def test_masks_usable_as_jax_arrays():
     m = jnp.asarray(ibot_masks(0, 0, 2, 2, (4, 4)))
     assert m.shape == (2, 2, 16) and m.dtype == jnp.bool_
+
+
+@pytest.mark.parametrize("grid,ratio_range", [((4, 4), (0.1, 0.5)), ((14, 14), (0.1, 0.5)),
+                                              ((7, 5), (0.2, 0.3))])
+def test_ibot_masks_never_exceed_ibot_max_masked(grid, ratio_range):
+    # The bound iBOT's student head relies on (jaxssl.methods.dino): no crop above it, and the
+    # bound is reached (a ratio near the top of the range) so it is not slack.
+    bound = ibot_max_masked(grid[0] * grid[1], ratio_range)
+    assert bound == int(ratio_range[1] * grid[0] * grid[1])
+    counts = np.concatenate([ibot_masks(0, step, 16, 2, grid, ratio_range=ratio_range,
+                                        mask_probability=1.0).sum(-1).ravel()
+                             for step in range(20)])
+    assert counts.max() <= bound
+    assert counts.max() >= bound - 1
