@@ -32,7 +32,11 @@ a fixed number of steps, then ``python -m jaxssl.eval`` with the fixed protocol:
 probe, arg-max clusters and unique prototypes, of the feature the run's config names
 (``eval.features``). Runs go seed-major (every arm of seed 0, then seed 1, ...), so a harness
 stopped part-way still has paired comparisons; a finished run (report_eval.json and
-train_wall_s.json in OUT/runs/NAME) is reused and a half-finished one restarted from scratch.
+train_wall_s.json in OUT/runs/NAME) is reused. A run stopped part-way (a killed harness, a session
+that ended) resumes from its newest checkpoint: the trainer restores the state, the data iterator
+and the step count exactly, so the run equals one that was never stopped. Its ``train_wall_s`` is
+then the trainer's own clock summed over the sessions and its row says how many there were
+(``sessions``). A workdir without a checkpoint is restarted from scratch.
 
 Writes OUT/results.json (every run's row), OUT/claims.md (per claim: each arm's mean +- std (n),
 the difference +- SE, the verdict) and OUT/claim2_unique_prototypes.png,
@@ -386,21 +390,53 @@ def summarise(run: Run, report: Mapping[str, Any], metrics: Sequence[Mapping[str
     }
 
 
+def has_checkpoint(workdir: str) -> bool:
+    """Whether ``workdir`` holds a finished trainer checkpoint (an orbax step directory under
+    ``checkpoints/``; unfinished saves are temporary directories with other names)."""
+    ckpts = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))
+
+
+def session_logs(workdir: str) -> list[str]:
+    """The train logs of ``workdir``'s earlier sessions, in order: train.log, then
+    train.resume1.log, train.resume2.log, ...
+
+    >>> session_logs("/nonexistent")
+    []
+    """
+    logs, n = [], 0
+    while os.path.exists(os.path.join(workdir, _train_log_name(n))):
+        logs.append(_train_log_name(n))
+        n += 1
+    return logs
+
+
+def _train_log_name(session: int) -> str:
+    return "train.log" if session == 0 else f"train.resume{session}.log"
+
+
 def execute(run: Run, args: argparse.Namespace, *, need_cls: bool) -> dict[str, Any]:
-    """Trains and evaluates ``run`` unless finished (a half-finished workdir is deleted and the
-    run started again); with ``need_cls``, also the CLS k-NN when the run's feature is another.
-    Returns the run's row."""
+    """Trains and evaluates ``run`` unless finished (a run stopped part-way resumes from its
+    newest checkpoint; a workdir without one is deleted and the run started again); with
+    ``need_cls``, also the CLS k-NN when the run's feature is another. Returns the run's row."""
     workdir = os.path.join(args.out, "runs", run.name)
     timing = os.path.join(workdir, "train_wall_s.json")
     if not is_finished(run, args.out):
-        if os.path.exists(workdir):  # half-finished: a resumed run would mix two sessions
+        session = 0
+        if has_checkpoint(workdir):
+            session = len(session_logs(workdir))
+        elif os.path.exists(workdir):  # nothing saved yet: start again from scratch
             shutil.rmtree(workdir)
-        os.makedirs(workdir)
-        print(f"[{time.strftime('%H:%M:%S')}] train {run.name}", flush=True)
+        os.makedirs(workdir, exist_ok=True)
+        verb = "train" if session == 0 else f"resume (session {session + 1})"
+        print(f"[{time.strftime('%H:%M:%S')}] {verb} {run.name}", flush=True)
         train_s = run_logged(train_command(run, workdir, args.extra_override),
-                             os.path.join(workdir, "train.log"))
+                             os.path.join(workdir, _train_log_name(session)))
+        if session:  # the trainer's clock counts the training seconds of every session
+            train_s = float(read_metrics(workdir)[-1]["train_seconds"])
         run_logged(eval_command(workdir, args.eval_extra), os.path.join(workdir, "eval.log"))
-        _write_json(timing, {"train_wall_s": train_s})  # last: it marks the run finished
+        # Last: it marks the run finished.
+        _write_json(timing, {"train_wall_s": train_s, "sessions": session + 1})
     features = _read_json(os.path.join(workdir, "config.json"))["eval"]["features"]
     cls_path = os.path.join(workdir, "report_knn_cls.json")
     if features == "cls":
@@ -409,8 +445,10 @@ def execute(run: Run, args: argparse.Namespace, *, need_cls: bool) -> dict[str, 
         run_logged(cls_knn_command(workdir, args.eval_extra),
                    os.path.join(workdir, "eval_knn_cls.log"))
     cls_knn = _read_json(cls_path)["knn"]["top1"] if os.path.exists(cls_path) else None
+    timed = _read_json(timing)
     row = summarise(run, _read_json(os.path.join(workdir, "report_eval.json")),
-                    read_metrics(workdir), _read_json(timing)["train_wall_s"], features, cls_knn)
+                    read_metrics(workdir), timed["train_wall_s"], features, cls_knn)
+    row["sessions"] = int(timed.get("sessions", 1))
     print(f"    {run.name}: k-NN {100 * row['knn_top1']:.2f} %, train {row['train_wall_s']:.0f} s",
           flush=True)
     return row

@@ -346,7 +346,7 @@ def test_end_to_end_tiny_run_then_resume(tmp_path, capsys):
             *[f"--extra-override={f}" for f in TINY],
             "--eval-extra=--train-limit 200 --test-limit 100 --linear-epochs 1"]
     assert claims.main(argv) == 0
-    assert not (stale / "junk.txt").exists()  # half-finished: restarted from scratch
+    assert not (stale / "junk.txt").exists()  # nothing saved: restarted from scratch
     result = json.loads((out / "results.json").read_text())
     (row,) = result["runs"]
     assert (row["name"], row["arm"], row["method"], row["seed"]) == (name, "dino_k64", "dino", 0)
@@ -370,3 +370,31 @@ def test_end_to_end_tiny_run_then_resume(tmp_path, capsys):
     assert "] train " not in capsys.readouterr().out
     assert os.path.getmtime(out / "runs" / name / "train.log") == stamp
     assert json.loads((out / "results.json").read_text())["runs"] == result["runs"]
+    assert row["sessions"] == 1 and row["train_wall_s"] > 0
+
+
+def test_a_run_stopped_part_way_resumes_from_its_checkpoint(tmp_path, capsys):
+    # A session that ended after step 2 of 4: its workdir holds a checkpoint and train.log.
+    out = tmp_path / "claims"
+    name = "dino_k64-fashion_mnist-b64-st4-s0"
+    workdir = out / "runs" / name
+    workdir.mkdir(parents=True)
+    run = claims.Run(claims.claim2_arms(64)[0], FM, 0, 4)
+    first = claims.train_command(run, str(workdir), [*TINY, "--config.train.num_steps=2"])
+    claims.run_logged(first, str(workdir / "train.log"))
+    assert claims.has_checkpoint(str(workdir)) and claims.session_logs(str(workdir)) == [
+        "train.log"]
+    argv = ["--out", str(out), "--claims", "2", "--claim2-k", "64", "--claim2-steps", "4",
+            "--seeds", "0", "--only", "dino_k64",
+            *[f"--extra-override={f}" for f in TINY],
+            "--eval-extra=--train-limit 200 --test-limit 100 --linear-epochs 1"]
+    capsys.readouterr()
+    assert claims.main(argv) == 0
+    assert f"resume (session 2) {name}" in capsys.readouterr().out
+    assert "Resumed from" in (workdir / "train.resume1.log").read_text()
+    (row,) = json.loads((out / "results.json").read_text())["runs"]
+    assert row["steps"] == 4 and row["sessions"] == 2
+    metrics = claims.read_metrics(str(workdir))
+    assert [r["step"] for r in metrics] == [1, 2, 3, 4]  # one row per step, none repeated
+    # The wall time is the trainer's clock over both sessions, not the second session's wall.
+    assert row["train_wall_s"] == metrics[-1]["train_seconds"] > metrics[1]["train_seconds"]
