@@ -392,7 +392,11 @@ def summarise(run: Run, report: Mapping[str, Any], metrics: Sequence[Mapping[str
 
 def has_checkpoint(workdir: str) -> bool:
     """Whether ``workdir`` holds a finished trainer checkpoint (an orbax step directory under
-    ``checkpoints/``; unfinished saves are temporary directories with other names)."""
+    ``checkpoints/``; unfinished saves are temporary directories with other names).
+
+    The steps :meth:`jaxssl.train.checkpoint.Checkpointer.all_steps` would list, read from the
+    directory names: the harness only launches the trainer and does not import jax or orbax, and
+    the trainer itself decides which of those checkpoints it can restore."""
     ckpts = os.path.join(workdir, "checkpoints")
     return os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))
 
