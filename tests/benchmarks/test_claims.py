@@ -252,7 +252,7 @@ def test_claim3_verdicts_and_markdown_from_synthetic_rows():
 def test_claim2_collapse_wording_follows_the_numbers():
     s = claims.Settings(claims=(2,), claim2_k=(64,), claim2_steps=1000)
     full = [run_row(arm, seed, 0.75, steps=1000, **{"unique_1e-2": 64, "unique_1e-3": 64},
-                    unique_curve=[[250, 64, 64], [1000, 64, 64]])
+                    nn_distance_median=1.0, unique_curve=[[250, 64, 64], [1000, 64, 64]])
             for arm in ("dino_k64", "dino_koleo_k64") for seed in range(3)]
     md = claims.markdown(full, [], s, "cmd", 6)
     assert "nothing for KoLeo-proto to undo" in md and "K = 64 and 1000 steps" in md
@@ -280,6 +280,33 @@ def test_claim2_collapse_wording_follows_the_numbers():
         "no detectable difference at this scale")
     md = claims.markdown(collapsed, [], s, "cmd", 6)
     assert "| K = 64: dino_koleo_k64 - dino_k64, unique_1e-2 | +20.0 ± 1.6 count |" in md
+
+
+def test_claim2_nearest_neighbour_distance_row():
+    # No duplicates in either arm, yet KoLeo-proto's prototypes sit further apart: median NN
+    # distance 1.20 / 1.22 / 1.24 (s = 0.02) against DINO's 1.06 / 1.06 / 1.06 (s = 0).
+    s = claims.Settings(claims=(2,), claim2_k=(64,), claim2_steps=1000)
+    rows = [run_row("dino_k64", seed, 0.75, steps=1000, nn_distance_median=1.06,
+                    nn_distance_min=0.09, **{"unique_1e-1": 63, "unique_1e-2": 64,
+                                             "unique_1e-3": 64})
+            for seed in range(3)]
+    rows += [run_row("dino_koleo_k64", seed, 0.75, steps=1000,
+                     nn_distance_median=1.20 + 0.02 * seed, nn_distance_min=0.12,
+                     **{"unique_1e-1": 64, "unique_1e-2": 64, "unique_1e-3": 64})
+             for seed in range(3)]
+    c = {v.what: v.comparison for v in claims.claim2_verdicts(rows, s)}[
+        "K = 64: dino_koleo_k64 - dino_k64, nn_distance_median"]
+    # diff 1.22 - 1.06 = 0.16; SE = 0.02 / sqrt(3) = 0.01155; paired: the same.
+    np.testing.assert_allclose([c.diff, c.se, c.paired_diff, c.paired_se],
+                               [0.16, 0.02 / math.sqrt(3), 0.16, 0.02 / math.sqrt(3)])
+    assert c.verdict == "holds"
+    md = claims.markdown(rows, [], s, "cmd", 6)
+    assert ("| K = 64: dino_koleo_k64 - dino_k64, nn_distance_median | +0.160 ± 0.012 dist | "
+            "+0.160 ± 0.012 (3 pairs) | **holds** |") in md
+    # The arm table: unique @1e-1 / 1e-2 / 1e-3, then the median and minimum NN distance.
+    assert "| dino_k64 | 75.00 ± 0.00 (3) | 76.00 ± 0.00 (3) | 63.0 ± 0.0 (3) | 64.0 ± 0.0 (3) | " \
+        "64.0 ± 0.0 (3) | 1.060 ± 0.000 (3) | 0.090 ± 0.000 (3) |" in md
+    assert "the mechanism, not the claim" in md
 
 
 def test_claim6_and_peer_sections_from_synthetic_rows():
@@ -357,6 +384,8 @@ def test_end_to_end_tiny_run_then_resume(tmp_path, capsys):
     assert all(1 <= p[1] <= p[2] <= 64 for p in row["unique_curve"])
     assert row["unique_1e-2"] == row["unique_curve"][-1][1]  # same teacher, same count
     assert row["unique_1e-3"] == row["unique_curve"][-1][2]
+    assert row["unique_1e-1"] <= row["unique_1e-2"]  # a coarser threshold merges more
+    assert 0.0 <= row["nn_distance_min"] <= row["nn_distance_median"] <= 2.0
     train_cmd = (out / "runs" / name / "train.log").read_text().splitlines()[0]
     assert "--config.head.num_prototypes=64" in train_cmd and "log_every=1" in train_cmd
     md = (out / "claims.md").read_text()
