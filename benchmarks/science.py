@@ -1,9 +1,9 @@
 """Science harness: each paper's headline claim at small scale, side by side, with figures.
 
 Run (about 80 minutes on an idle 2-core CPU at the default 300 steps and one seed):
-  python benchmarks/science.py --out benchmarks/results/science
-  python benchmarks/science.py --out benchmarks/results/science --seeds 0,1,2   # adds seeds
-  python benchmarks/science.py --out benchmarks/results/science --peer          # + lightly peer
+  python benchmarks/science.py --out benchmarks/results/science/pilot_300_steps
+  python benchmarks/science.py --out benchmarks/results/science/pilot_300_steps --seeds 0,1,2
+  python benchmarks/science.py --out benchmarks/results/science/pilot_300_steps --peer  # + lightly
 
 Every method (CARP, ExCB, DINO, DINO + KoLeo-proto, MSN, PMSN) trains its Fashion-MNIST CPU recipe
 (configs/*_fashion_mnist.py: same 4-block ViT, same 2 x 28 + 2 x 14 px crops, batch 64) for the same
@@ -41,7 +41,8 @@ DATASETS = ("fashion_mnist", "fashion_mnist:lt100")
 # Cosine k-NN (k = 20) on raw pixels with all 60k train images (RESULTS.md, "Machine calibration").
 RAW_PIXEL_KNN = 0.846
 # The same ViT at random init, with the CPU recipes' eval feature "cls_avgpool" (RESULTS.md,
-# "Evaluation feature"; 68.0 % with the CLS token alone, which results/science/ was measured with).
+# "Evaluation feature"; 68.0 % with the CLS token alone, which results/science/pilot_300_steps/
+# was measured with).
 RANDOM_INIT_KNN = 0.6855
 PEER_METHODS = ("dino", "msn", "pmsn")
 BATCH = 64  # the CPU recipes' batch: every run but the claim-6 sweep
