@@ -15,7 +15,8 @@ harness runs three claims at thousands of steps and several seeds:
 
 * Claim 2 (KoLeo-proto, Govindarajan et al. 2024): DINO + KoLeo-proto keeps more prototypes
   distinct than DINO (unique prototypes at 1e-2 and 1e-3, at the end and over training), without
-  lowering k-NN. Arms ``dino_kK`` and ``dino_koleo_kK`` for each ``--claim2-k``.
+  lowering k-NN; beside it, the mechanism: the prototypes' median nearest-neighbour distance at
+  the end. Arms ``dino_kK`` and ``dino_koleo_kK`` for each ``--claim2-k``.
 * Claim 3 (PMSN, Assran et al. 2023): a power-law prior beats MSN's uniform prior on long-tailed
   pretraining data, and the uniform prior is the right one on balanced data. Arms ``msn``,
   ``pmsn`` (KL(p_bar || prior), the recipe's direction) and ``pmsn_rev`` (KL(prior || p_bar),
