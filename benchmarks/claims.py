@@ -370,8 +370,8 @@ def summarise(run: Run, report: Mapping[str, Any], metrics: Sequence[Mapping[str
               train_s: float, features: str, cls_knn: float | None) -> dict[str, Any]:
     """The results.json row of a finished run."""
     pa = report.get("cluster", {}).get("prototype_assignments", {})
-    unique = report.get("prototypes", {}).get("unique", {})
-    nn = report.get("prototypes", {}).get("nn_distance_histogram", {})
+    protos = report.get("prototypes", {})
+    unique, nn = protos.get("unique", {}), protos.get("nn_distance_histogram", {})
     # The first logged window holds the compilation of the step: leave it out of the speed.
     speeds = [r["images_per_s"] for r in metrics[1:] if r.get("images_per_s")]
     return {
@@ -630,6 +630,11 @@ class Verdict:
 
 
 UNIT_FORMAT = {"pt": (100.0, 2), "count": (1.0, 1), "dist": (1.0, 3)}  # unit -> (scale, digits)
+# Claim 2's arm table, after the arm's name: (results.json field, unit), in column order.
+CLAIM2_ARM_COLUMNS = (("knn_top1", "pt"), ("linear_top1", "pt"), ("unique_1e-1", "count"),
+                      ("unique_1e-2", "count"), ("unique_1e-3", "count"),
+                      ("nn_distance_median", "dist"), ("nn_distance_min", "dist"),
+                      ("prototypes_used", "count"))
 
 
 def _cmp_row(v: Verdict) -> str:
@@ -771,15 +776,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], peers: Sequence[Mapping[str, Any
         for k in s.claim2_k:
             for arm in claim2_arms(k):
                 w = dict(arm=arm.name, steps=s.claim2_steps)
-                lines.append(
-                    f"| {arm.name} | {fmt_arm(by_seed(rows, 'knn_top1', **w))} | "
-                    f"{fmt_arm(by_seed(rows, 'linear_top1', **w))} | "
-                    f"{fmt_arm(by_seed(rows, 'unique_1e-1', **w), 1, 1)} | "
-                    f"{fmt_arm(by_seed(rows, 'unique_1e-2', **w), 1, 1)} | "
-                    f"{fmt_arm(by_seed(rows, 'unique_1e-3', **w), 1, 1)} | "
-                    f"{fmt_arm(by_seed(rows, 'nn_distance_median', **w), 1, 3)} | "
-                    f"{fmt_arm(by_seed(rows, 'nn_distance_min', **w), 1, 3)} | "
-                    f"{fmt_arm(by_seed(rows, 'prototypes_used', **w), 1, 1)} |")
+                cells = [fmt_arm(by_seed(rows, field, **w), *UNIT_FORMAT[unit])
+                         for field, unit in CLAIM2_ARM_COLUMNS]
+                lines.append(f"| {arm.name} | " + " | ".join(cells) + " |")
         lines += ["", *CMP_HEAD, *map(_cmp_row, claim2_verdicts(rows, s)), ""]
         lines += ["The k-NN row tests \"not lower\": only **reversed** contradicts it. The "
                   "nearest-neighbour row is the mechanism, not the claim: KoLeo-proto maximises "
