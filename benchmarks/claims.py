@@ -33,11 +33,13 @@ a fixed number of steps, then ``python -m jaxssl.eval`` with the fixed protocol:
 probe, arg-max clusters and unique prototypes, of the feature the run's config names
 (``eval.features``). Runs go seed-major (every arm of seed 0, then seed 1, ...), so a harness
 stopped part-way still has paired comparisons; a finished run (report_eval.json and
-train_wall_s.json in OUT/runs/NAME) is reused. A run stopped part-way (a killed harness, a session
-that ended) resumes from its newest checkpoint: the trainer restores the state, the data iterator
-and the step count exactly, so the run equals one that was never stopped. Its ``train_wall_s`` is
-then the trainer's own clock summed over the sessions and its row says how many there were
-(``sessions``). A workdir without a checkpoint is restarted from scratch.
+train_wall_s.json in OUT/runs/NAME) is reused. A run whose folder is gone (another machine, a
+cleaned disk) counts from the row an earlier results.json kept for it (``--rows-from``; the new
+results.json copies the row and names its file). A run stopped part-way (a killed harness, a
+session that ended) resumes from its newest checkpoint: the trainer restores the state, the data
+iterator and the step count exactly, so the run equals one that was never stopped. Its
+``train_wall_s`` is then the trainer's own clock summed over the sessions and its row says how
+many there were (``sessions``). A workdir without a checkpoint is restarted from scratch.
 
 Writes OUT/results.json (every run's row), OUT/claims.md (per claim: each arm's mean +- std (n),
 the difference +- SE, the verdict) and OUT/claim2_unique_prototypes.png,
@@ -352,6 +354,41 @@ def is_finished(job: Job, out: str) -> bool:
     workdir = os.path.join(out, "runs", job.name)
     return all(os.path.exists(os.path.join(workdir, f))
                for f in ("report_eval.json", "train_wall_s.json"))
+
+
+def read_rows_from(paths: Sequence[str], extra_override: Sequence[str],
+                   eval_extra: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Finished rows (runs and peers) of earlier harnesses' results.json files, by run name:
+    ``{name: (path, row)}``. Use: a run whose folder is gone (another machine, a cleaned disk)
+    still counts, from the row it left. ValueError naming the file: not a harness results.json,
+    run with other --extra-override / --eval-extra than this harness (a smoke test's rows never
+    mix with the protocol's), or a run name that two files both hold.
+
+    >>> read_rows_from([], [], [])
+    {}
+    """
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for path in paths:
+        try:
+            result = _read_json(path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--rows-from {path}: cannot read it as JSON ({err})") from err
+        if not isinstance(result, dict) or not isinstance(result.get("runs"), list):
+            raise ValueError(f"--rows-from {path}: not a claims.py results.json (no 'runs' list)")
+        for field, ours in (("extra_override", list(extra_override)),
+                            ("eval_extra", list(eval_extra))):
+            if list(result.get(field) or []) != ours:
+                raise ValueError(f"--rows-from {path}: its runs had {field} "
+                                 f"{result.get(field)!r}, this harness has {ours!r}")
+        for row in [*result["runs"], *(result.get("peer") or [])]:
+            name = row.get("name")
+            if not isinstance(name, str):
+                raise ValueError(f"--rows-from {path}: a row without a 'name'")
+            if name in found:
+                raise ValueError(f"--rows-from: run {name} is in both {found[name][0]} and "
+                                 f"{path}")
+            found[name] = (path, row)
+    return found
 
 
 def unique_curve(metrics: Sequence[Mapping[str, Any]]) -> list[list[int]]:
@@ -745,9 +782,11 @@ def _protocol_line(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], peers: Sequence[Mapping[str, Any]],
-             s: Settings, command: str, planned: int, *, smoke: bool = False) -> str:
+             s: Settings, command: str, planned: int, *, smoke: bool = False,
+             reused: Mapping[str, Sequence[str]] | None = None) -> str:
     """OUT/claims.md: the command, the protocol, then each claim's arms and verdicts
-    (``smoke``: the runs had --extra-override / --eval-extra, which the page says first)."""
+    (``smoke``: the runs had --extra-override / --eval-extra, which the page says first;
+    ``reused``: --rows-from file -> the run names whose rows came from it)."""
     lines = ["# Claims 2, 3 and 6 with seeds (`benchmarks/claims.py`)", "",
              f"Command: `{command}`", ""]
     if smoke:
@@ -755,7 +794,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], peers: Sequence[Mapping[str, Any
                   "evaluation protocol of these runs; nothing here tests a claim.", ""]
     lines += [
         f"{len(rows) + len(peers)} of {planned} planned runs finished; seeds "
-        f"{sorted({r['seed'] for r in [*rows, *peers]})}. {_protocol_line(rows)}", "",
+        f"{sorted({r['seed'] for r in [*rows, *peers]})}. {_protocol_line(rows)}", ""]
+    for path, names in (reused or {}).items():
+        lines += [f"{len(names)} of them are rows of `{path}` (earlier runs whose folders are "
+                  f"not under the results folder): {', '.join(names)}.", ""]
+    lines += [
         "Each arm: mean ± sample std over seeds (n). Difference: of the arm means, ± its "
         "standard error sqrt(s_a^2/n_a + s_b^2/n_b) (claim 6's drop: the sum over its four "
         "arms). Verdict, from that unpaired SE: **holds** if the difference in the claimed "
@@ -999,6 +1042,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{max(CLAIM6_BATCHES)}")
     p.add_argument("--peer", action="store_true", help="also benchmarks/peer_lightly.py (needs "
                    "torch and lightly) and jaxssl's dino arm at claim 3's steps")
+    p.add_argument("--rows-from", action="append", default=[], metavar="RESULTS_JSON",
+                   help="an earlier harness's results.json (repeatable): a planned run that is "
+                        "not finished under --out takes its row from there instead of running")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated "
                    "minutes; run nothing")
     p.add_argument("--report-only", action="store_true", help="claims.md, results.json and PNGs "
@@ -1014,15 +1060,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def print_plan(jobs: Sequence[Job], s: Settings, out: str) -> float:
-    """Prints every job (name, steps, estimated minutes, done or not); returns the total."""
+def print_plan(jobs: Sequence[Job], s: Settings, out: str,
+               earlier: Mapping[str, Any] | None = None) -> float:
+    """Prints every job (name, steps, estimated minutes, done or not: finished under ``out``, or
+    a row in ``earlier``, the --rows-from rows by name); returns the total."""
     total = 0.0
     print(f"{'#':>3}  {'run':<52} {'steps':>6} {'batch':>5} {'est. min':>8}")
     for i, j in enumerate(jobs, 1):
         minutes = estimate_minutes(j, s)
         total += minutes
         batch = j.batch if isinstance(j, Run) else BATCH
-        done = "  (finished)" if is_finished(j, out) else ""
+        done = ("  (finished)" if is_finished(j, out)
+                else "  (row from --rows-from)" if j.name in (earlier or {}) else "")
         print(f"{i:>3}  {j.name:<52} {j.steps:>6} {batch:>5} {minutes:>8.1f}{done}")
     print(f"total: {len(jobs)} runs, ~{total:.0f} min (~{total / 60:.1f} h) on an idle 2-core CPU")
     return total
@@ -1035,6 +1084,7 @@ def main(argv: list[str] | None = None) -> int:
         s = settings_from(args)
         args.eval_extra = shlex.split(args.eval_extra)
         jobs = select(plan(s), args.only)
+        earlier = read_rows_from(args.rows_from, args.extra_override, args.eval_extra)
         if s.peer and not args.dry_run and not args.report_only:
             import importlib.util
 
@@ -1046,24 +1096,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print_plan(jobs, s, args.out)
+        print_plan(jobs, s, args.out, earlier)
         return 0
     os.makedirs(args.out, exist_ok=True)
     command = shlex.join(["python", "benchmarks/claims.py", *argv])
     planned = len(jobs)
     rows: list[dict[str, Any]] = []
     peers: list[dict[str, Any]] = []
+    reused: dict[str, list[str]] = {}  # --rows-from file -> the names its rows stood in for
 
     def write_reports() -> None:
         _write_json(os.path.join(args.out, "results.json"),
                     {"command": command, "settings": dataclasses.asdict(s),
                      "extra_override": args.extra_override, "eval_extra": args.eval_extra,
-                     "runs": rows, "peer": peers})
+                     "runs": rows, "peer": peers, "rows_from": reused})
         with open(os.path.join(args.out, "claims.md"), "w", encoding="utf-8") as f:
             f.write(markdown(rows, peers, s, command, planned,
-                             smoke=bool(args.extra_override or args.eval_extra)))
+                             smoke=bool(args.extra_override or args.eval_extra),
+                             reused=reused))
 
     for job in jobs:
+        if not is_finished(job, args.out) and job.name in earlier:
+            path, row = earlier[job.name]
+            (peers if isinstance(job, PeerRun) else rows).append(row)
+            reused.setdefault(path, []).append(job.name)
+            continue
         if args.report_only and not is_finished(job, args.out):
             continue
         if isinstance(job, PeerRun):

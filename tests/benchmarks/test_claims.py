@@ -338,6 +338,67 @@ def test_claim6_and_peer_sections_from_synthetic_rows():
     assert "k-NN drop from batch 128 to 32" in md and "dino +11.00 ± 1.00 pt" in md
 
 
+def claim6_file(tmp_path, seeds, name="earlier.json", **fields):
+    """A results.json of claim 6's runs for ``seeds``: excb 0.80 + seed / 100, dino 0.70."""
+    s = claims.Settings(claims=(6,), seeds=seeds)
+    rows = [run_row(j.arm.name, j.seed, (0.80 if j.arm.name == "excb" else 0.70) + j.seed / 100,
+                    batch=j.batch, steps=j.steps, name=j.name) for j in claims.plan(s)]
+    path = tmp_path / name
+    path.write_text(json.dumps({"runs": rows, "peer": [], "extra_override": [],
+                                "eval_extra": [], **fields}))
+    return str(path)
+
+
+def test_rows_from_stand_in_for_runs_whose_folders_are_gone(tmp_path, capsys):
+    early, late = claim6_file(tmp_path, (0,)), claim6_file(tmp_path, (1,), "late.json")
+    out = tmp_path / "out"
+    assert claims.main(["--out", str(out), "--claims", "6", "--seeds", "0,1", "--dry-run",
+                        "--rows-from", early]) == 0
+    plan = capsys.readouterr().out
+    assert "excb-fashion_mnist-b32-st8438-s0" in plan and plan.count("(row from --rows-from)") == 6
+    # Every planned run has a row: nothing trains (no --report-only), the report has all six.
+    argv = ["--out", str(out), "--claims", "6", "--seeds", "0,1", "--rows-from", early,
+            "--rows-from", late]
+    assert claims.main(argv) == 0
+    assert "] train " not in capsys.readouterr().out and not (out / "runs").exists()
+    result = json.loads((out / "results.json").read_text())
+    assert len(result["runs"]) == 12 and sorted(result["rows_from"]) == sorted([early, late])
+    assert len(result["rows_from"][early]) == 6
+    md = (out / "claims.md").read_text()
+    assert "12 of 12 planned runs finished; seeds [0, 1]" in md
+    assert f"6 of them are rows of `{early}`" in md
+    # excb 80.5 +- 0.71 (2), dino 70.5 +- 0.71: +10.00, SE = sqrt(2 * 0.00005) = 0.71 pt.
+    assert "| 32 | 8438 | 80.50 ± 0.71 (2) | 70.50 ± 0.71 (2) |" in md
+    assert "| batch 32: excb - dino, k-NN | +10.00 ± 0.71 pt |" in md
+    # Report-only with seed 0's file alone: its six rows, seed 1 neither run nor reported.
+    assert claims.main(["--out", str(out), "--claims", "6", "--seeds", "0,1",
+                        "--report-only", "--rows-from", early]) == 0
+    assert "6 of 12 planned runs finished; seeds [0]" in (out / "claims.md").read_text()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "cannot read it as JSON"),
+    (json.dumps({"runs": "x"}), "no 'runs' list"),
+    (json.dumps({"runs": [], "extra_override": ["--config.x=1"]}), "its runs had extra_override"),
+    (json.dumps({"runs": [{"arm": "excb"}]}), "a row without a 'name'"),
+])
+def test_rows_from_refuses_other_files_naming_them(tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    argv = ["--out", str(tmp_path / "out"), "--claims", "6", "--rows-from", str(bad)]
+    assert claims.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--rows-from {bad}" in err and message in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_rows_from_refuses_a_run_in_two_files(tmp_path, capsys):
+    a, b = claim6_file(tmp_path, (0,)), claim6_file(tmp_path, (0,), "again.json")
+    assert claims.main(["--out", str(tmp_path / "out"), "--claims", "6", "--seeds", "0",
+                        "--rows-from", a, "--rows-from", b]) == 2
+    assert f"is in both {a} and {b}" in capsys.readouterr().err
+
+
 def test_plots_written_from_synthetic_rows(tmp_path):
     s = claims.Settings(claims=(2, 3, 6), claim2_k=(64,), claim2_steps=1000, seeds=(0, 1))
     rows = claim3_rows()
