@@ -381,7 +381,7 @@ def read_rows_from(paths: Sequence[str], extra_override: Sequence[str],
                 raise ValueError(f"--rows-from {path}: its runs had {field} "
                                  f"{result.get(field)!r}, this harness has {ours!r}")
         for row in [*result["runs"], *(result.get("peer") or [])]:
-            name = row.get("name")
+            name = row.get("name") if isinstance(row, dict) else None
             if not isinstance(name, str):
                 raise ValueError(f"--rows-from {path}: a row without a 'name'")
             if name in found:

@@ -381,6 +381,7 @@ def test_rows_from_stand_in_for_runs_whose_folders_are_gone(tmp_path, capsys):
     (json.dumps({"runs": "x"}), "no 'runs' list"),
     (json.dumps({"runs": [], "extra_override": ["--config.x=1"]}), "its runs had extra_override"),
     (json.dumps({"runs": [{"arm": "excb"}]}), "a row without a 'name'"),
+    (json.dumps({"runs": [["excb"]]}), "a row without a 'name'"),
 ])
 def test_rows_from_refuses_other_files_naming_them(tmp_path, capsys, content, message):
     bad = tmp_path / "bad.json"
