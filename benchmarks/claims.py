@@ -524,9 +524,9 @@ def execute_peer(peer: PeerRun, args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- statistics
 
-HOLDS, REVERSED, NO_DIFF, FEW_SEEDS = ("holds", "reversed",
-                                       "no detectable difference at this scale",
-                                       "needs >= 2 seeds")
+HOLDS, REVERSED, NO_DIFF, FEW_SEEDS, NOT_RUN = ("holds", "reversed",
+                                                "no detectable difference at this scale",
+                                                "needs >= 2 seeds", "not run yet")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -588,8 +588,8 @@ def contrast(plus: Sequence[Mapping[int, float]],
     (0.1, 0.008165, 'holds', 0.0, 3)
     """
     arms = [*plus, *minus]
-    if not arms or any(len(a) == 0 for a in arms):
-        return Comparison(math.nan, math.nan, None, None, 0, 0, FEW_SEEDS)
+    if not arms or any(len(a) == 0 for a in arms):  # an arm with no finished run
+        return Comparison(math.nan, math.nan, None, None, 0, 0, NOT_RUN)
     stats = [mean_std(list(a.values())) for a in arms]
     signs = [1.0] * len(plus) + [-1.0] * len(minus)
     diff = sum(s * m for s, (m, _) in zip(signs, stats))
@@ -804,8 +804,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], peers: Sequence[Mapping[str, Any
         "arms). Verdict, from that unpaired SE: **holds** if the difference in the claimed "
         "direction exceeds 2 SE, **reversed** if it exceeds 2 SE the other way, otherwise "
         "**no detectable difference at this scale**; **needs >= 2 seeds** when an arm has "
-        "fewer. The paired-by-seed difference (mean ± std/sqrt(n) of the per-seed "
-        "differences, where the arms share their seeds) is shown beside it, not used."]
+        "fewer; **not run yet** when an arm has no finished run. The paired-by-seed "
+        "difference (mean ± std/sqrt(n) of the per-seed differences, where the arms share "
+        "their seeds) is shown beside it, not used."]
     if 2 in s.claims:
         lines += ["", "## Claim 2: KoLeo-proto keeps more prototypes distinct than DINO, k-NN not"
                   " lower", "",

@@ -184,7 +184,9 @@ def test_fewer_than_two_seeds_and_unshared_seeds():
     one = claims.compare({0: 0.9}, {0: 0.7, 1: 0.71})
     assert one.verdict == "needs >= 2 seeds" and math.isnan(one.se)
     assert one.diff == pytest.approx(0.195)
-    assert claims.compare({}, {0: 0.7, 1: 0.71}).verdict == "needs >= 2 seeds"
+    # An arm with no finished run says so rather than asking for seeds.
+    assert claims.compare({}, {0: 0.7, 1: 0.71}).verdict == "not run yet"
+    assert claims.contrast([{0: 0.9}], [{0: 0.8}, {}]).verdict == "not run yet"
     # Seeds {0, 1, 2} against {0, 1}: no pairing; SE = sqrt(0.0001 / 3 + 0.0002 / 2) = 0.011547.
     c = claims.compare({0: 0.80, 1: 0.81, 2: 0.82}, {0: 0.70, 1: 0.72})
     assert c.paired_diff is None and c.n_pairs == 0
@@ -452,7 +454,8 @@ def test_end_to_end_tiny_run_then_resume(tmp_path, capsys):
     assert "--config.head.num_prototypes=64" in train_cmd and "log_every=1" in train_cmd
     md = (out / "claims.md").read_text()
     assert "--claim2-steps 4" in md and "bank of 200 train images, 100 test images" in md
-    assert "needs >= 2 seeds" in md and "**Smoke test**" in md
+    # Only dino_k64 ran: the comparisons with dino_koleo_k64 say it has not run.
+    assert "**not run yet**" in md and "**Smoke test**" in md
     assert (out / "claim2_unique_prototypes.png").exists()
     # Again: the finished run is reused, not retrained.
     stamp = os.path.getmtime(out / "runs" / name / "train.log")
